@@ -1,0 +1,129 @@
+import type { Backend } from '../table/backend.js'
+
+export type Algorithm = 'round-robin' | 'random'
+
+interface Sticky {
+  backend: Backend
+  expires: number
+}
+
+/**
+ * Picks an endpoint for one service port.
+ *
+ * Round-robin walks the endpoint list (sorted, see table/endpoints.ts) with one cursor;
+ * a changed endpoint set restarts the cursor at 0, as kube-proxy's balancer did.
+ * With ClientIP affinity a client keeps its endpoint while the TTL runs (refreshed on use);
+ * a failed dial (`reset`) drops the pin and moves the shared cursor on.
+ * A pick allocates nothing: the affinity record is reused when it exists.
+ */
+export class Balancer {
+  endpoints: Backend[] = []
+  algorithm: Algorithm
+  private cursor = 0
+  private affinity: Map<string, Sticky> | null = null
+  private affinityTtlMs = 0
+  private lastSweep = 0
+
+  constructor (algorithm: Algorithm) {
+    this.algorithm = algorithm
+  }
+
+  /** Sets affinity; ttlMs 0 disables it. Changing only the TTL keeps pins but applies the new TTL. */
+  setAffinity (ttlMs: number): void {
+    if (ttlMs <= 0) {
+      this.affinity = null
+      this.affinityTtlMs = 0
+      return
+    }
+    if (this.affinity === null) this.affinity = new Map()
+    else if (ttlMs !== this.affinityTtlMs) {
+      // Re-base existing pins on the new TTL (kubernetes#107398: a changed timeout was ignored).
+      const now = Date.now()
+      for (const s of this.affinity.values()) s.expires = Math.min(s.expires, now + ttlMs)
+    }
+    this.affinityTtlMs = ttlMs
+  }
+
+  get affinityTtl (): number {
+    return this.affinityTtlMs
+  }
+
+  get affinityEntries (): number {
+    return this.affinity === null ? 0 : this.affinity.size
+  }
+
+  /** Replaces the endpoint set. Returns true when it differed (cursor reset, stale pins dropped). */
+  setEndpoints (next: Backend[]): boolean {
+    const prev = this.endpoints
+    let same = prev.length === next.length
+    for (let i = 0; same && i < next.length; i++) {
+      if (prev[i]?.key !== next[i]?.key) same = false
+    }
+    this.endpoints = next
+    if (same) return false
+    this.cursor = 0
+    if (this.affinity !== null) {
+      const live = new Set<string>()
+      for (const b of next) live.add(b.key)
+      for (const [ip, s] of this.affinity) {
+        if (!live.has(s.backend.key)) this.affinity.delete(ip)
+        else {
+          // Point the pin at the new Backend object (carries the live counters).
+          const nb = next.find((b) => b.key === s.backend.key)
+          if (nb !== undefined) s.backend = nb
+        }
+      }
+    }
+    return true
+  }
+
+  /**
+   * Next endpoint for a client, or undefined when there is none.
+   * `reset` is set on a retry after a failed dial: ignore and replace the client's pin.
+   */
+  pick (clientIP: string, reset: boolean, candidates?: Backend[]): Backend | undefined {
+    const eps = candidates ?? this.endpoints
+    const n = eps.length
+    if (n === 0) return undefined
+    const aff = this.affinity
+    if (aff !== null) {
+      const now = Date.now()
+      const s = aff.get(clientIP)
+      if (s !== undefined) {
+        if (!reset && s.expires > now && (candidates === undefined || candidates.includes(s.backend))) {
+          s.expires = now + this.affinityTtlMs
+          s.backend.affinityHits++
+          return s.backend
+        }
+        const b = this.choose(eps, n)
+        s.backend = b
+        s.expires = now + this.affinityTtlMs
+        return b
+      }
+      if (aff.size > 1024 && now - this.lastSweep > 1000) this.sweep(now)
+      const b = this.choose(eps, n)
+      aff.set(clientIP, { backend: b, expires: now + this.affinityTtlMs })
+      return b
+    }
+    return this.choose(eps, n)
+  }
+
+  /** Forget a client's pin (its endpoint failed). */
+  unpin (clientIP: string): void {
+    this.affinity?.delete(clientIP)
+  }
+
+  private choose (eps: Backend[], n: number): Backend {
+    if (this.algorithm === 'random') return eps[(Math.random() * n) | 0] as Backend
+    if (this.cursor >= n) this.cursor = 0
+    const b = eps[this.cursor] as Backend
+    this.cursor++
+    return b
+  }
+
+  private sweep (now: number): void {
+    this.lastSweep = now
+    if (this.affinity === null) return
+    for (const [ip, s] of this.affinity) if (s.expires <= now) this.affinity.delete(ip)
+  }
+}

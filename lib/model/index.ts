@@ -1,0 +1,5 @@
+export * from './types.js'
+export { isIP, isIPv4, isIPv6, ipFamily } from './ip.js'
+export { type ParsedDocument, MAX_DOCUMENT_BYTES, parseDocument, parseObjects, readDocumentFile } from './document.js'
+export { MAX_STRING_BYTES } from './reader.js'
+export { SERVICE_NAME_LABEL } from './endpointslice.js'

@@ -1,0 +1,276 @@
+import { EventEmitter } from 'node:events'
+import { networkInterfaces, hostname as osHostname } from 'node:os'
+import pino, { type Logger } from 'pino'
+import type { Algorithm } from './balancer/balancer.js'
+import { ClosedError, ConfigError, NotFoundError } from './errors.js'
+import { parseObjects } from './model/parse.js'
+import type { KubeObject, ObjectKind } from './model/types.js'
+import { DataPlane } from './proxy/dataplane.js'
+import type { ProxyEventMap } from './proxy/events.js'
+import type { FrontendKind, FrontendState } from './proxy/frontend.js'
+import { cidrContains, parseCidr } from './util/cidr.js'
+import { type ObjectRef, Table } from './table/table.js'
+
+export interface ProxyOptions {
+  /** pino logger; silent when omitted (embedded use). */
+  logger?: Logger
+  /** Bind every listener on port 0 (the kernel picks): many proxies in one test process. */
+  ephemeralPorts?: boolean
+  /** --service-cluster-ip-range, default 127.96.0.0/16 (loopback: works without privileges). */
+  serviceClusterIPRange?: string
+  /** --service-node-port-range, default 30000-32767. */
+  serviceNodePortRange?: string
+  /** Default algorithm; per service the annotation svcproxy.io/load-balancer wins. */
+  loadBalancer?: Algorithm
+  /** --hostname-override: this node's name for traffic policy Local. */
+  hostname?: string
+  /** --bind-address: where NodePorts listen when no --nodeport-addresses is given (default 0.0.0.0). */
+  bindAddress?: string
+  /** --nodeport-addresses: CIDRs; NodePorts listen on each local address inside them. */
+  nodePortAddresses?: string[]
+  /** --udp-timeout in ms. */
+  udpTimeoutMs?: number
+  /** --udp-max-sessions per service port. */
+  udpMaxSessions?: number
+}
+
+export interface ApplyResult {
+  /** Table revision after the write. */
+  revision: number
+  /** Skipped objects of other kinds, one line each. */
+  warnings: string[]
+  /** `namespace/name` of the services whose serving state was recomputed. */
+  changed: string[]
+}
+
+export interface FrontendStatus {
+  kind: FrontendKind
+  protocol: 'TCP' | 'UDP'
+  address: string
+  port: number
+  boundPort: number
+  state: FrontendState
+  error: string
+}
+
+export interface EndpointStatus {
+  endpoint: string
+  nodeName: string
+  ready: boolean
+  active: number
+  accepted: number
+  dialFailures: number
+  bytesUp: number
+  bytesDown: number
+}
+
+export interface ServicePortStatus {
+  id: string
+  namespace: string
+  name: string
+  port: string
+  protocol: 'TCP' | 'UDP'
+  clusterIP: string
+  type: string
+  algorithm: Algorithm
+  sessionAffinity: 'None' | 'ClientIP'
+  frontends: FrontendStatus[]
+  endpoints: EndpointStatus[]
+  active: number
+  accepted: number
+  dialFailures: number
+  bytesUp: number
+  bytesDown: number
+}
+
+export const DEFAULT_UDP_TIMEOUT_MS = 30_000
+export const DEFAULT_UDP_MAX_SESSIONS = 10_000
+
+const KINDS: Record<string, ObjectKind> = {
+  service: 'Service', services: 'Service', svc: 'Service',
+  endpoints: 'Endpoints', ep: 'Endpoints',
+  endpointslice: 'EndpointSlice', endpointslices: 'EndpointSlice',
+  pod: 'Pod', pods: 'Pod', po: 'Pod',
+}
+
+/** `Service ns/name`, `service/ns/name`, `svc ns/name` (kubectl-ish) → ObjectRef. */
+export function parseRef (text: string): ObjectRef {
+  const m = /^([A-Za-z]+)[ /]+(?:([a-z0-9.-]+)\/)?([a-z0-9.-]+)$/.exec(text.trim())
+  const kind = m === null ? undefined : KINDS[(m[1] ?? '').toLowerCase()]
+  if (m === null || kind === undefined) {
+    throw new ConfigError(`expected "service|endpoints|endpointslice|pod NAMESPACE/NAME", got "${text}"`)
+  }
+  return { kind, namespace: m[2] ?? 'default', name: m[3] ?? '' }
+}
+
+/**
+ * An embedded svcproxy: a table of desired state and the sockets serving it.
+ * Writes are serialized; each resolves once the data path serves the new state.
+ */
+export class Proxy extends EventEmitter<ProxyEventMap> {
+  readonly table: Table
+  readonly dataplane: DataPlane
+  readonly logger: Logger
+  readonly hostname: string
+  private queue: Promise<unknown> = Promise.resolve()
+  private connectionIds = 0
+  private closed = false
+  private readonly nodePortCidrs: ReturnType<typeof parseCidr>[] | null
+
+  constructor (opts: ProxyOptions = {}) {
+    super()
+    this.logger = opts.logger ?? pino({ level: 'silent' })
+    this.table = new Table({ serviceClusterIPRange: opts.serviceClusterIPRange, serviceNodePortRange: opts.serviceNodePortRange })
+    this.hostname = opts.hostname ?? osHostname()
+    this.nodePortCidrs = opts.nodePortAddresses !== undefined && opts.nodePortAddresses.length > 0
+      ? opts.nodePortAddresses.map((c) => parseCidr(c, '--nodeport-addresses'))
+      : null
+    const bindAddress = opts.bindAddress ?? '0.0.0.0'
+    const self = this
+    this.dataplane = new DataPlane({
+      algorithm: opts.loadBalancer ?? 'round-robin',
+      hostname: this.hostname,
+      nodePortHosts: () => this.nodePortHosts(bindAddress),
+      ctx: {
+        events: this,
+        logger: this.logger,
+        ephemeralPorts: opts.ephemeralPorts ?? false,
+        udpTimeoutMs: opts.udpTimeoutMs ?? DEFAULT_UDP_TIMEOUT_MS,
+        udpMaxSessions: opts.udpMaxSessions ?? DEFAULT_UDP_MAX_SESSIONS,
+        nextConnectionId: () => ++self.connectionIds,
+      },
+    })
+  }
+
+  /** Validates raw Kubernetes objects (as kubectl prints them) and creates or replaces them. */
+  apply (objects: unknown, file = '<apply>'): Promise<ApplyResult> {
+    return this.enqueue(async () => {
+      const doc = parseObjects(Array.isArray(objects) ? objects : [objects], file)
+      const changed = this.table.write(doc.objects, [], file)
+      await this.dataplane.sync(this.table, changed)
+      return { revision: this.table.revision, warnings: doc.warnings, changed: [...changed] }
+    })
+  }
+
+  /** Writes already-validated objects: upserts and deletes in one atomic step. */
+  write (upserts: KubeObject[], deletes: ObjectRef[], file = '<write>'): Promise<ApplyResult> {
+    return this.enqueue(async () => {
+      const changed = this.table.write(upserts, deletes, file)
+      await this.dataplane.sync(this.table, changed)
+      return { revision: this.table.revision, warnings: [], changed: [...changed] }
+    })
+  }
+
+  /** Makes the proxy serve exactly `objects` (a config file or snapshot is the whole truth). */
+  replace (objects: KubeObject[], file = '<replace>'): Promise<ApplyResult> {
+    return this.enqueue(async () => {
+      const changed = this.table.replaceAll(objects, file)
+      await this.dataplane.sync(this.table, changed)
+      return { revision: this.table.revision, warnings: [], changed: [...changed] }
+    })
+  }
+
+  /** Deletes objects by reference (`Service ns/name`, or ObjectRef). Unknown objects are ignored. */
+  delete (...refs: Array<ObjectRef | string>): Promise<ApplyResult> {
+    return this.enqueue(async () => {
+      const parsed = refs.map((r) => (typeof r === 'string' ? parseRef(r) : r))
+      const changed = this.table.write([], parsed, '<delete>')
+      await this.dataplane.sync(this.table, changed)
+      return { revision: this.table.revision, warnings: [], changed: [...changed] }
+    })
+  }
+
+  /**
+   * Where a service port is being served: its clusterIP frontend (or the first of the
+   * given kind) with the port actually bound.
+   */
+  address (service: string, port: string | number, kind: FrontendKind = 'clusterIP'): { address: string, port: number, family: 'IPv4' | 'IPv6' } {
+    const [ns, name] = service.includes('/') ? service.split('/', 2) as [string, string] : ['default', service]
+    const states = this.table.statesOf(`${ns}/${name}`)
+    if (states.length === 0) throw new NotFoundError(`no service ${ns}/${name}`)
+    const st = states.find((s) => s.port.name === port || s.port.port === port || String(s.port.port) === port)
+    if (st === undefined) throw new NotFoundError(`service ${ns}/${name} has no port ${port}`)
+    for (const fe of this.dataplane.frontends.values()) {
+      if (fe.spec.runtimeId === st.id && fe.spec.kind === kind) {
+        if (fe.state !== 'listening') throw new NotFoundError(`service port ${st.id} (${kind}) is not listening: ${fe.error || fe.state}`)
+        return { address: fe.spec.host, port: fe.boundPort, family: fe.spec.host.includes(':') ? 'IPv6' : 'IPv4' }
+      }
+    }
+    throw new NotFoundError(`service port ${st.id} has no ${kind} listener`)
+  }
+
+  /** Live state of every service port, sorted by id. */
+  status (): ServicePortStatus[] {
+    const byRt = new Map<string, FrontendStatus[]>()
+    for (const fe of this.dataplane.frontends.values()) {
+      let list = byRt.get(fe.spec.runtimeId)
+      if (list === undefined) byRt.set(fe.spec.runtimeId, (list = []))
+      list.push({ kind: fe.spec.kind, protocol: fe.spec.protocol, address: fe.spec.host, port: fe.spec.port, boundPort: fe.boundPort, state: fe.state, error: fe.error })
+    }
+    return this.table.allStates().map((st) => {
+      const rt = this.dataplane.runtimes.get(st.id)
+      const eps = rt?.balancer.endpoints ?? st.endpoints
+      return {
+        id: st.id,
+        namespace: st.service.namespace,
+        name: st.service.name,
+        port: st.port.name === '' ? String(st.port.port) : st.port.name,
+        protocol: st.port.protocol,
+        clusterIP: st.service.clusterIP,
+        type: st.service.type,
+        algorithm: rt?.balancer.algorithm ?? 'round-robin',
+        sessionAffinity: st.service.sessionAffinity,
+        frontends: byRt.get(st.id) ?? [],
+        endpoints: eps.map((b) => ({ endpoint: b.key, nodeName: b.nodeName, ready: b.ready, active: b.active, accepted: b.accepted, dialFailures: b.dialFailures, bytesUp: b.bytesUp, bytesDown: b.bytesDown })),
+        active: rt === undefined ? 0 : rt.active + rt.udpSessionsActive,
+        accepted: rt?.accepted ?? 0,
+        dialFailures: rt?.dialFailures ?? 0,
+        bytesUp: rt?.bytesUp ?? 0,
+        bytesDown: rt?.bytesDown ?? 0,
+      }
+    })
+  }
+
+  /**
+   * Graceful drain: stop accepting at once, let open connections finish for up to `graceMs`,
+   * then close what is left. Resolves when nothing is open.
+   */
+  async drain (graceMs: number): Promise<void> {
+    this.dataplane.stopAccepting()
+    const deadline = Date.now() + graceMs
+    while (this.dataplane.openCount() > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    await this.close()
+  }
+
+  /** Closes every listener and connection; leaves no handle open. */
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    this.dataplane.close()
+    await this.queue.catch(() => {})
+  }
+
+  private enqueue<T> (fn: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new ClosedError())
+    const run = this.queue.then(fn, fn)
+    this.queue = run.catch(() => {})
+    return run
+  }
+
+  private nodePortHosts (bindAddress: string): string[] {
+    if (this.nodePortCidrs === null) return [bindAddress]
+    const out: string[] = []
+    for (const list of Object.values(networkInterfaces())) {
+      for (const a of list ?? []) {
+        if (a.family === 'IPv4' && this.nodePortCidrs.some((c) => cidrContains(c, a.address))) out.push(a.address)
+      }
+    }
+    return out
+  }
+}
+
+export function createProxy (opts: ProxyOptions = {}): Proxy {
+  return new Proxy(opts)
+}

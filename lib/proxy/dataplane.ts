@@ -1,0 +1,167 @@
+import type { Algorithm } from '../balancer/balancer.js'
+import type { Service } from '../model/types.js'
+import type { ServicePortState, Table } from '../table/table.js'
+import { type DataPlaneContext, type Frontend, type FrontendSpec, frontendKey } from './frontend.js'
+import { ServicePortRuntime } from './runtime.js'
+import { TcpFrontend } from './tcp.js'
+import { UdpFrontend } from './udp.js'
+
+export interface DataPlaneOptions {
+  ctx: DataPlaneContext
+  algorithm: Algorithm
+  hostname: string
+  /** Addresses NodePorts listen on (already resolved from --nodeport-addresses / --bind-address). */
+  nodePortHosts: () => string[]
+}
+
+/**
+ * Turns table state into sockets. Per service: one runtime per port, one frontend per address the
+ * port is exposed on. A sync touches only the services it is told about, and a frontend whose
+ * key and runtime are unchanged keeps its socket and its established connections.
+ */
+export class DataPlane {
+  readonly runtimes = new Map<string, ServicePortRuntime>()
+  readonly frontends = new Map<string, Frontend>()
+  private readonly runtimesBySvc = new Map<string, Set<string>>()
+  private readonly frontendsBySvc = new Map<string, Set<string>>()
+  /** Frontends no longer accepting whose connections may still be finishing. */
+  private readonly retired = new Set<Frontend>()
+  private readonly opts: DataPlaneOptions
+  private closed = false
+
+  constructor (opts: DataPlaneOptions) {
+    this.opts = opts
+  }
+
+  get ctx (): DataPlaneContext {
+    return this.opts.ctx
+  }
+
+  async sync (table: Table, affected: Iterable<string>): Promise<void> {
+    if (this.closed) return
+    const opening: Array<Promise<void>> = []
+    for (const svcKey of affected) this.syncService(svcKey, table.statesOf(svcKey), opening)
+    // A port that could not bind is retried on every change (kube-proxy retried on each sync).
+    for (const fe of this.frontends.values()) {
+      if (fe.state === 'error') opening.push(this.reopen(fe))
+    }
+    await Promise.all(opening)
+  }
+
+  private syncService (svcKey: string, states: ServicePortState[], opening: Array<Promise<void>>): void {
+    const { ctx, algorithm, hostname } = this.opts
+    const oldIds = this.runtimesBySvc.get(svcKey) ?? new Set<string>()
+    const newIds = new Set<string>()
+    const wanted = new Map<string, FrontendSpec>()
+    for (const st of states) {
+      newIds.add(st.id)
+      let rt = this.runtimes.get(st.id)
+      if (rt === undefined) {
+        rt = new ServicePortRuntime(st, algorithm, hostname)
+        this.runtimes.set(st.id, rt)
+      } else {
+        const gone = rt.update(st, algorithm)
+        if (gone.length > 0) {
+          const keys = new Set(gone.map((b) => b.key))
+          for (const fe of this.frontends.values()) if (fe.rt === rt) fe.endpointsRemoved(keys)
+        }
+      }
+      for (const spec of this.frontendSpecs(st)) if (!wanted.has(spec.key)) wanted.set(spec.key, spec)
+    }
+
+    const oldKeys = this.frontendsBySvc.get(svcKey) ?? new Set<string>()
+    const keptKeys = new Set<string>()
+    for (const key of oldKeys) {
+      const fe = this.frontends.get(key)
+      if (fe === undefined) continue
+      const spec = wanted.get(key)
+      if (spec !== undefined && spec.runtimeId === fe.spec.runtimeId && spec.local === fe.spec.local && spec.kind === fe.spec.kind) {
+        keptKeys.add(key)
+        continue
+      }
+      this.retire(fe)
+      this.frontends.delete(key)
+    }
+    for (const [key, spec] of wanted) {
+      if (keptKeys.has(key)) continue
+      const rt = this.runtimes.get(spec.runtimeId) as ServicePortRuntime
+      if (this.frontends.has(key)) {
+        // The address:port is held by another service: report it on this one and move on.
+        ctx.logger.error({ service: rt.id, address: `${spec.host}:${spec.port}`, protocol: spec.protocol }, 'port conflict: address already served by another service')
+        continue
+      }
+      const fe = spec.protocol === 'UDP' ? new UdpFrontend(spec, rt, ctx) : new TcpFrontend(spec, rt, ctx)
+      this.frontends.set(key, fe)
+      keptKeys.add(key)
+      opening.push(fe.open().then(() => this.reportBind(fe)))
+    }
+    if (keptKeys.size > 0) this.frontendsBySvc.set(svcKey, keptKeys)
+    else this.frontendsBySvc.delete(svcKey)
+
+    for (const id of oldIds) if (!newIds.has(id)) this.runtimes.delete(id)
+    if (newIds.size > 0) this.runtimesBySvc.set(svcKey, newIds)
+    else this.runtimesBySvc.delete(svcKey)
+  }
+
+  private retire (fe: Frontend): void {
+    fe.close(false)
+    for (const r of this.retired) if (r.openCount() === 0) this.retired.delete(r)
+    if (fe.openCount() > 0) this.retired.add(fe)
+  }
+
+  private async reopen (fe: Frontend): Promise<void> {
+    fe.close(false)
+    const next = fe.spec.protocol === 'UDP' ? new UdpFrontend(fe.spec, fe.rt, this.opts.ctx) : new TcpFrontend(fe.spec, fe.rt, this.opts.ctx)
+    this.frontends.set(fe.spec.key, next)
+    await next.open()
+    this.reportBind(next)
+  }
+
+  private reportBind (fe: Frontend): void {
+    const log = this.opts.ctx.logger
+    const where = { service: fe.rt.id, protocol: fe.spec.protocol, address: `${fe.spec.host}:${fe.spec.port}`, kind: fe.spec.kind }
+    if (fe.state === 'error') log.error({ ...where, err: fe.error }, 'cannot listen; will retry on the next change')
+    else if (fe.state === 'listening') log.info({ ...where, boundPort: fe.boundPort }, 'listening')
+  }
+
+  /** Every address a service port is exposed on, with the traffic policy that applies there. */
+  frontendSpecs (st: ServicePortState): FrontendSpec[] {
+    const svc: Service = st.service
+    if (svc.type === 'ExternalName' || svc.clusterIP === 'None' || svc.clusterIP === '') return []
+    const p = st.port
+    const out: FrontendSpec[] = []
+    const push = (host: string, port: number, kind: FrontendSpec['kind'], local: boolean): void => {
+      out.push({ key: frontendKey(p.protocol, host, port), protocol: p.protocol, host, port, kind, local, runtimeId: st.id })
+    }
+    push(svc.clusterIP, p.port, 'clusterIP', svc.internalTrafficPolicy === 'Local')
+    const extLocal = svc.externalTrafficPolicy === 'Local'
+    for (const ip of svc.externalIPs) push(ip, p.port, 'externalIP', extLocal)
+    if (svc.type === 'LoadBalancer') for (const ip of svc.loadBalancerIPs) push(ip, p.port, 'loadBalancer', extLocal)
+    if (p.nodePort !== 0 && (svc.type === 'NodePort' || svc.type === 'LoadBalancer')) {
+      for (const host of this.opts.nodePortHosts()) push(host, p.nodePort, 'nodePort', extLocal)
+    }
+    return out
+  }
+
+  /** Stops accepting everywhere; established connections continue (graceful drain). */
+  stopAccepting (): void {
+    for (const fe of this.frontends.values()) fe.close(false)
+  }
+
+  /** Connections and sessions still open anywhere, retired frontends included. */
+  openCount (): number {
+    let n = 0
+    for (const fe of this.frontends.values()) n += fe.openCount()
+    for (const fe of this.retired) n += fe.openCount()
+    return n
+  }
+
+  /** Closes every socket, established connections included. */
+  close (): void {
+    this.closed = true
+    for (const fe of this.frontends.values()) fe.close(true)
+    for (const fe of this.retired) fe.close(true)
+    this.retired.clear()
+  }
+
+}

@@ -1,0 +1,52 @@
+import type { EventEmitter } from 'node:events'
+import type { Logger } from 'pino'
+import type { Protocol } from '../model/types.js'
+import type { ServicePortRuntime } from './runtime.js'
+
+export type FrontendKind = 'clusterIP' | 'externalIP' | 'loadBalancer' | 'nodePort'
+
+/** Where one service port is exposed: one socket, bound at host:port. */
+export interface FrontendSpec {
+  /** `PROTO/host/port`: two frontends with the same key are the same socket. */
+  key: string
+  protocol: Protocol
+  host: string
+  port: number
+  kind: FrontendKind
+  /** Traffic policy Local applies: only endpoints on this node are eligible. */
+  local: boolean
+  runtimeId: string
+}
+
+export type FrontendState = 'binding' | 'listening' | 'error' | 'closed'
+
+export interface Frontend {
+  readonly spec: FrontendSpec
+  rt: ServicePortRuntime
+  state: FrontendState
+  error: string
+  /** The port actually bound (differs from spec.port with ephemeral ports). */
+  boundPort: number
+  /** Resolves once bound or failed (state tells which); never rejects. */
+  open (): Promise<void>
+  /** Stops accepting; established connections/sessions are left to finish unless `hard`. */
+  close (hard: boolean): void
+  /** Connections (TCP) or sessions (UDP) still open. */
+  openCount (): number
+  /** Ends sessions/connections to endpoints no longer in the set. */
+  endpointsRemoved (keys: Set<string>): void
+}
+
+/** What every frontend shares with the data plane that owns it. */
+export interface DataPlaneContext {
+  readonly events: EventEmitter
+  readonly logger: Logger
+  readonly ephemeralPorts: boolean
+  readonly udpTimeoutMs: number
+  readonly udpMaxSessions: number
+  nextConnectionId (): number
+}
+
+export function frontendKey (protocol: Protocol, host: string, port: number): string {
+  return `${protocol}/${host}/${port}`
+}

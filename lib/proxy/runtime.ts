@@ -1,0 +1,87 @@
+import { type Algorithm, Balancer } from '../balancer/balancer.js'
+import type { Backend } from '../table/backend.js'
+import type { ServicePortState } from '../table/table.js'
+
+export const LB_ANNOTATION = 'svcproxy.io/load-balancer'
+
+/**
+ * The live side of one service port: its balancer, its endpoints (Backend objects kept
+ * across updates so their counters survive) and its counters. Listeners point at a runtime;
+ * an endpoint change swaps the runtime's contents without touching the listeners.
+ */
+export class ServicePortRuntime {
+  readonly id: string
+  namespace: string
+  service: string
+  portName: string
+  /** The label value metrics and logs use for the port: its name, or its number when unnamed. */
+  portLabel: string
+  state: ServicePortState
+  readonly balancer: Balancer
+  /** Endpoints on this node (traffic policy Local). */
+  localEndpoints: Backend[] = []
+  private readonly byKey = new Map<string, Backend>()
+  private readonly hostname: string
+
+  accepted = 0
+  active = 0
+  dialFailures = 0
+  dialRetries = 0
+  noEndpoints = 0
+  bytesUp = 0
+  bytesDown = 0
+  udpDatagramsUp = 0
+  udpDatagramsDown = 0
+  udpSessionsActive = 0
+  udpDrops = 0
+
+  constructor (state: ServicePortState, defaultAlgorithm: Algorithm, hostname: string) {
+    this.id = state.id
+    this.namespace = state.service.namespace
+    this.service = state.service.name
+    this.portName = state.port.name
+    this.portLabel = state.port.name === '' ? String(state.port.port) : state.port.name
+    this.state = state
+    this.hostname = hostname
+    this.balancer = new Balancer(algorithmOf(state, defaultAlgorithm))
+    this.update(state, defaultAlgorithm)
+  }
+
+  /** Takes a new state for the same service port. Returns the endpoints that left the set. */
+  update (state: ServicePortState, defaultAlgorithm: Algorithm): Backend[] {
+    this.state = state
+    this.balancer.algorithm = algorithmOf(state, defaultAlgorithm)
+    const svc = state.service
+    this.balancer.setAffinity(svc.sessionAffinity === 'ClientIP' ? svc.affinityTimeoutSeconds * 1000 : 0)
+    const next: Backend[] = []
+    const seen = new Set<string>()
+    for (const b of state.endpoints) {
+      const cur = this.byKey.get(b.key)
+      if (cur !== undefined) {
+        cur.nodeName = b.nodeName
+        cur.podName = b.podName
+        cur.ready = b.ready
+        next.push(cur)
+      } else {
+        this.byKey.set(b.key, b)
+        next.push(b)
+      }
+      seen.add(b.key)
+    }
+    const gone: Backend[] = []
+    for (const [k, b] of this.byKey) {
+      if (!seen.has(k)) {
+        this.byKey.delete(k)
+        gone.push(b)
+      }
+    }
+    this.balancer.setEndpoints(next)
+    this.localEndpoints = next.filter((b) => b.nodeName === this.hostname)
+    return gone
+  }
+}
+
+function algorithmOf (state: ServicePortState, dflt: Algorithm): Algorithm {
+  const a = state.service.annotations[LB_ANNOTATION]
+  return a === 'random' || a === 'round-robin' ? a : dflt
+}

@@ -1,0 +1,32 @@
+/**
+ * One endpoint (ip:port) of a service port, plus its live counters.
+ * The data plane keeps a Backend object for as long as the endpoint stays in the set,
+ * so its counters survive table updates; counting is a field increment, nothing more.
+ */
+export class Backend {
+  readonly key: string
+  readonly ip: string
+  readonly port: number
+  nodeName: string
+  podName: string
+  /** false for a serving-and-terminating fallback endpoint. */
+  ready: boolean
+
+  accepted = 0
+  active = 0
+  dialFailures = 0
+  bytesUp = 0
+  bytesDown = 0
+  affinityHits = 0
+  udpDatagramsUp = 0
+  udpDatagramsDown = 0
+
+  constructor (ip: string, port: number, nodeName = '', podName = '', ready = true) {
+    this.ip = ip
+    this.port = port
+    this.key = ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`
+    this.nodeName = nodeName
+    this.podName = podName
+    this.ready = ready
+  }
+}

@@ -1,0 +1,120 @@
+import { isIPv6 } from 'node:net'
+import type { Endpoints, EndpointSlice, Pod, Service, ServicePort } from '../model/types.js'
+import { Backend } from './backend.js'
+
+/** The objects a service's endpoints are computed from. */
+export interface EndpointSources {
+  endpoints: Endpoints | undefined
+  slices: EndpointSlice[]
+  pods: Iterable<Pod>
+}
+
+/**
+ * Ready backends of one service port, in round-robin order.
+ *
+ * Precedence, as current kube-proxy: EndpointSlices when any exist for the service, else the
+ * v1 Endpoints object, else (selector services only) the matching Running+Ready pods, which
+ * is what the endpoints controller would have written.
+ *
+ * When no endpoint is ready, serving-and-terminating ones are used instead (KEP-1669).
+ * Order: by IP (numeric; IPv4 before IPv6), then port. Deterministic, so every node
+ * and every restart walks the same sequence.
+ */
+export function computeBackends (svc: Service, sp: ServicePort, src: EndpointSources): Backend[] {
+  const ready: Backend[] = []
+  const fallback: Backend[] = []
+  const seen = new Set<string>()
+  const add = (list: Backend[], ip: string, port: number, nodeName: string, podName: string, isReady: boolean): void => {
+    const b = new Backend(ip, port, nodeName, podName, isReady)
+    if (seen.has(b.key)) return
+    seen.add(b.key)
+    list.push(b)
+  }
+
+  if (src.slices.length > 0) {
+    for (const slice of src.slices) {
+      if (slice.addressType === 'FQDN') continue
+      const p = slice.ports.find((x) => x.name === sp.name && x.protocol === sp.protocol)
+      if (p === undefined) continue
+      for (const ep of slice.endpoints) {
+        const ip = ep.addresses[0]
+        if (ip === undefined) continue
+        const c = ep.conditions
+        if (c.ready || svc.publishNotReadyAddresses) add(ready, ip, p.port, ep.nodeName, ep.podName, true)
+        else if (c.serving && c.terminating) add(fallback, ip, p.port, ep.nodeName, ep.podName, false)
+      }
+    }
+  } else if (src.endpoints !== undefined) {
+    for (const subset of src.endpoints.subsets) {
+      const p = subset.ports.find((x) => x.name === sp.name && x.protocol === sp.protocol)
+      if (p === undefined) continue
+      for (const a of subset.addresses) add(ready, a.ip, p.port, a.nodeName, a.podName, true)
+      if (svc.publishNotReadyAddresses) {
+        for (const a of subset.notReadyAddresses) add(ready, a.ip, p.port, a.nodeName, a.podName, true)
+      }
+    }
+  } else if (svc.selector !== null) {
+    for (const pod of src.pods) {
+      if (pod.podIP === '' || !selectorMatches(svc.selector, pod.labels)) continue
+      if (pod.phase === 'Succeeded' || pod.phase === 'Failed') continue
+      const port = resolveTargetPort(sp, pod)
+      if (port === 0) continue
+      const running = pod.phase === 'Running'
+      if (!pod.terminating && ((running && pod.ready) || svc.publishNotReadyAddresses)) {
+        add(ready, pod.podIP, port, pod.nodeName, pod.name, true)
+      } else if (pod.terminating && running && pod.ready) {
+        add(fallback, pod.podIP, port, pod.nodeName, pod.name, false)
+      }
+    }
+  }
+  const out = ready.length > 0 ? ready : fallback
+  out.sort(compareBackends)
+  return out
+}
+
+export function selectorMatches (selector: Record<string, string>, labels: Record<string, string>): boolean {
+  let any = false
+  for (const k of Object.keys(selector)) {
+    any = true
+    if (!Object.hasOwn(labels, k) || labels[k] !== selector[k]) return false
+  }
+  // An empty selector selects nothing here: the model turns {} into null (no selector).
+  return any
+}
+
+/** targetPort for a pod: a number as is, a name through the pod's container ports; 0 = unresolvable. */
+export function resolveTargetPort (sp: ServicePort, pod: Pod): number {
+  if (typeof sp.targetPort === 'number') return sp.targetPort
+  for (const cp of pod.ports) {
+    if (cp.name === sp.targetPort && cp.protocol === sp.protocol) return cp.containerPort
+  }
+  return 0
+}
+
+export function compareBackends (a: Backend, b: Backend): number {
+  const a6 = isIPv6(a.ip)
+  const b6 = isIPv6(b.ip)
+  if (a6 !== b6) return a6 ? 1 : -1
+  const c = a6 ? compareIPv6(a.ip, b.ip) : ipv4Num(a.ip) - ipv4Num(b.ip)
+  return c !== 0 ? c : a.port - b.port
+}
+
+function ipv4Num (ip: string): number {
+  let n = 0
+  for (const part of ip.split('.')) n = n * 256 + Number(part)
+  return n
+}
+
+function expandIPv6 (ip: string): string {
+  const [head = '', tail] = ip.split('::')
+  const h = head === '' ? [] : head.split(':')
+  const t = tail === undefined || tail === '' ? [] : tail.split(':')
+  const fill = tail === undefined ? [] : new Array<string>(8 - h.length - t.length).fill('0')
+  return [...h, ...fill, ...t].map((g) => g.padStart(4, '0')).join('')
+}
+
+function compareIPv6 (a: string, b: string): number {
+  const x = expandIPv6(a)
+  const y = expandIPv6(b)
+  return x < y ? -1 : x > y ? 1 : 0
+}
