@@ -248,8 +248,8 @@ export class Proxy extends EventEmitter<ProxyEventMap> {
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
-    this.dataplane.close()
     await this.queue.catch(() => {})
+    await this.dataplane.close()
   }
 
   private enqueue<T> (fn: () => Promise<T>): Promise<T> {

@@ -156,11 +156,18 @@ export class DataPlane {
     return n
   }
 
-  /** Closes every socket, established connections included. */
-  close (): void {
+  /**
+   * Closes every socket, established connections included, and resolves once they are all
+   * gone: a handle still closing when the process exits can stall Node's exit.
+   */
+  async close (): Promise<void> {
     this.closed = true
-    for (const fe of this.frontends.values()) fe.close(true)
-    for (const fe of this.retired) fe.close(true)
+    const all = [...this.frontends.values(), ...this.retired]
+    for (const fe of all) fe.close(true)
+    const deadline = Date.now() + 2000
+    while (all.some((fe) => fe.openCount() > 0 || !fe.isClosed()) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
     this.retired.clear()
   }
 

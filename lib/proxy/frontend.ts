@@ -31,6 +31,8 @@ export interface Frontend {
   open (): Promise<void>
   /** Stops accepting; established connections/sessions are left to finish unless `hard`. */
   close (hard: boolean): void
+  /** True once the listening socket is fully closed. */
+  isClosed (): boolean
   /** Connections (TCP) or sessions (UDP) still open. */
   openCount (): number
   /** Ends sessions/connections to endpoints no longer in the set. */

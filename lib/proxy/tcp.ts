@@ -88,8 +88,15 @@ export class TcpFrontend implements Frontend {
     })
   }
 
+  private serverClosed = false
+
+  isClosed (): boolean {
+    return this.serverClosed
+  }
+
   close (hard: boolean): void {
-    if (this.state === 'listening' || this.state === 'binding') this.server.close()
+    if (this.state === 'listening' || this.state === 'binding') this.server.close(() => { this.serverClosed = true })
+    else this.serverClosed = true
     this.state = 'closed'
     if (hard) for (const p of this.pairs) abort(p, 'shutdown')
   }
@@ -251,14 +258,14 @@ function onClientError (this: PairSocket): void {
   const p = this[kPair]
   if (p.reason === null) p.reason = 'client-error'
   const b = p.backend
-  if (b !== null && !b.destroyed) b.resetAndDestroy()
+  if (b !== null && !b.destroyed) reset(b)
 }
 
 function onBackendError (this: PairSocket, err: Error): void {
   const p = this[kPair]
   if (!p.connected) { dialFailed(p, err.message); return }
   if (p.reason === null) p.reason = 'backend-error'
-  if (!p.client.destroyed) p.client.resetAndDestroy()
+  if (!p.client.destroyed) reset(p.client)
 }
 
 function onClientClose (this: PairSocket, hadError: boolean): void {
@@ -281,7 +288,7 @@ function onBackendClose (this: PairSocket, hadError: boolean): void {
   p.backendClosed = true
   if (hadError && !p.client.destroyed) {
     if (p.reason === null) p.reason = 'backend-error'
-    p.client.resetAndDestroy()
+    reset(p.client)
   }
   if (p.clientClosed) finish(p)
 }
@@ -292,8 +299,18 @@ function abort (p: Pair, reason: CloseReason): void {
   if (p.timer !== null) { clearTimeout(p.timer); p.timer = null }
   const b = p.backend
   if (b !== null && !b.destroyed) b.destroy()
-  if (!p.client.destroyed) p.client.resetAndDestroy()
+  if (!p.client.destroyed) reset(p.client)
   else if (p.backendClosed || b === null) finish(p)
+}
+
+/**
+ * Sends an RST instead of a FIN, so the peer sees the failure (a refused or broken service)
+ * rather than a clean end. Only on a socket that is still fully open: resetting one that has
+ * already seen the peer's FIN can leave the handle stuck at process exit (observed on Node 20).
+ */
+function reset (s: Socket): void {
+  if (s.readyState === 'open' && !s.readableEnded) s.resetAndDestroy()
+  else s.destroy()
 }
 
 function finish (p: Pair): void {

@@ -23,6 +23,10 @@ export class UdpFrontend implements Frontend {
     this.state = 'closed'
   }
 
+  isClosed (): boolean {
+    return this.state === 'closed' || this.state === 'error'
+  }
+
   openCount (): number {
     return 0
   }
