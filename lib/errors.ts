@@ -63,3 +63,13 @@ export class ClosedError extends SvcproxyError {
     super('SVCPROXY_CLOSED', 'proxy is closed')
   }
 }
+
+/**
+ * The Redis store failed: UNAVAILABLE (cannot reach it), CONFLICT (too many concurrent writers
+ * won the race), CORRUPT (its keys hold something svcproxy did not write).
+ */
+export class StoreError extends SvcproxyError {
+  constructor (code: 'SVCPROXY_STORE_UNAVAILABLE' | 'SVCPROXY_STORE_CONFLICT' | 'SVCPROXY_STORE_CORRUPT', message: string, options?: { cause?: unknown }) {
+    super(code, message, options)
+  }
+}

@@ -5,6 +5,7 @@ import type { Algorithm } from './balancer/balancer.js'
 import { ClosedError, ConfigError, NotFoundError } from './errors.js'
 import { parseObjects } from './model/parse.js'
 import type { KubeObject, ObjectKind } from './model/types.js'
+import { SyncStats } from './admin/sync-stats.js'
 import { DataPlane } from './proxy/dataplane.js'
 import type { ProxyEventMap } from './proxy/events.js'
 import type { FrontendKind, FrontendState } from './proxy/frontend.js'
@@ -112,6 +113,8 @@ export class Proxy extends EventEmitter<ProxyEventMap> {
   readonly dataplane: DataPlane
   readonly logger: Logger
   readonly hostname: string
+  /** Sync duration histogram, last sync time and errors; /metrics reads it at scrape time. */
+  readonly syncStats = new SyncStats()
   private queue: Promise<unknown> = Promise.resolve()
   private connectionIds = 0
   private closed = false
@@ -254,7 +257,8 @@ export class Proxy extends EventEmitter<ProxyEventMap> {
 
   private enqueue<T> (fn: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new ClosedError())
-    const run = this.queue.then(fn, fn)
+    const timed = (): Promise<T> => this.syncStats.time(fn)
+    const run = this.queue.then(timed, timed)
     this.queue = run.catch(() => {})
     return run
   }

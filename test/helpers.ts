@@ -86,3 +86,98 @@ export async function until (fn: () => boolean | Promise<boolean>, timeoutMs = 5
   }
   return false
 }
+
+// UDP helpers (issue 4). The import sits here, with the helpers that use it; ESM hoists it.
+import { createSocket as createUdpSocket, type Socket as UdpSocket } from 'node:dgram'
+
+export interface UdpReply { data: Buffer, address: string, port: number }
+
+/** UDP endpoint: answers every datagram with `name:` + the datagram (an empty name echoes it unchanged). */
+export async function udpServer (t: { teardown: (fn: () => unknown) => void }, name = '', host = '127.0.0.1'): Promise<{ port: number, sock: UdpSocket, received: () => number, peers: () => Set<string> }> {
+  const sock = createUdpSocket('udp4')
+  let n = 0
+  const peers = new Set<string>()
+  const prefix = Buffer.from(name === '' ? '' : `${name}:`)
+  sock.on('error', () => {})
+  sock.on('message', (m, r) => {
+    n++
+    peers.add(`${r.address}:${r.port}`)
+    sock.send(prefix.length === 0 ? m : Buffer.concat([prefix, m]), r.port, r.address)
+  })
+  sock.bind(0, host)
+  await once(sock, 'listening')
+  t.teardown(() => { try { sock.close() } catch {} })
+  return { port: sock.address().port, sock, received: () => n, peers: () => peers }
+}
+
+/** A UDP client on loopback that keeps every reply, in order. */
+export class UdpClient {
+  readonly sock: UdpSocket
+  private readonly inbox: UdpReply[] = []
+  private wake: (() => void) | null = null
+
+  constructor (sock: UdpSocket) {
+    this.sock = sock
+    sock.on('error', () => {})
+    sock.on('message', (data, r) => {
+      this.inbox.push({ data, address: r.address, port: r.port })
+      this.wake?.()
+    })
+  }
+
+  get port (): number {
+    return this.sock.address().port
+  }
+
+  send (data: string | Buffer, port: number, host: string): void {
+    this.sock.send(data, port, host)
+  }
+
+  /** The next reply, or null if none comes within waitMs (a bound on waiting, not an assertion on time). */
+  async recv (waitMs = 2000): Promise<UdpReply | null> {
+    const end = Date.now() + waitMs
+    while (this.inbox.length === 0) {
+      const left = end - Date.now()
+      if (left <= 0) return null
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left)
+        this.wake = () => { clearTimeout(timer); resolve() }
+      })
+      this.wake = null
+    }
+    return this.inbox.shift() ?? null
+  }
+
+  /** Sends and waits for a reply, resending up to `tries` times (as a DNS resolver does). */
+  async request (data: string | Buffer, port: number, host: string, tries = 1, waitMs = 2000): Promise<UdpReply | null> {
+    for (let i = 0; i < tries; i++) {
+      this.send(data, port, host)
+      const r = await this.recv(waitMs)
+      if (r !== null) return r
+    }
+    return null
+  }
+
+  /** Replies received and not yet taken. */
+  queued (): number {
+    return this.inbox.length
+  }
+}
+
+export async function udpClient (t: { teardown: (fn: () => unknown) => void }, host = '127.0.0.1'): Promise<UdpClient> {
+  const sock = createUdpSocket('udp4')
+  sock.bind(0, host)
+  await once(sock, 'listening')
+  t.teardown(() => { try { sock.close() } catch {} })
+  return new UdpClient(sock)
+}
+
+/** A UDP port on `host` with nothing bound to it: a datagram sent there draws ICMP port-unreachable. */
+export async function udpClosedPort (host = '127.0.0.1'): Promise<number> {
+  const sock = createUdpSocket('udp4')
+  sock.bind(0, host)
+  await once(sock, 'listening')
+  const port = sock.address().port
+  await new Promise<void>((resolve) => sock.close(() => resolve()))
+  return port
+}

@@ -18,6 +18,7 @@ interface Sticky {
  */
 export class Balancer {
   endpoints: Backend[] = []
+  private extra: Backend[] = []
   algorithm: Algorithm
   private cursor = 0
   private affinity: Map<string, Sticky> | null = null
@@ -52,29 +53,29 @@ export class Balancer {
     return this.affinity === null ? 0 : this.affinity.size
   }
 
-  /** Replaces the endpoint set. Returns true when it differed (cursor reset, stale pins dropped). */
-  setEndpoints (next: Backend[]): boolean {
-    const prev = this.endpoints
-    let same = prev.length === next.length
-    for (let i = 0; same && i < next.length; i++) {
-      if (prev[i]?.key !== next[i]?.key) same = false
-    }
+  /**
+   * Replaces the endpoint set. Returns true when it differed (cursor reset, stale pins dropped).
+   * `extra` are endpoints reachable only as pick() candidates (a node's own serving-and-
+   * terminating endpoints under traffic policy Local): pins to them stay live.
+   */
+  setEndpoints (next: Backend[], extra: Backend[] = []): boolean {
+    const same = sameKeys(this.endpoints, next)
+    const sameExtra = sameKeys(this.extra, extra)
     this.endpoints = next
-    if (same) return false
-    this.cursor = 0
-    if (this.affinity !== null) {
-      const live = new Set<string>()
-      for (const b of next) live.add(b.key)
+    this.extra = extra
+    if (!same) this.cursor = 0
+    if (this.affinity !== null && (!same || !sameExtra)) {
+      const live = new Map<string, Backend>()
+      for (const b of extra) live.set(b.key, b)
+      for (const b of next) live.set(b.key, b)
       for (const [ip, s] of this.affinity) {
-        if (!live.has(s.backend.key)) this.affinity.delete(ip)
-        else {
-          // Point the pin at the new Backend object (carries the live counters).
-          const nb = next.find((b) => b.key === s.backend.key)
-          if (nb !== undefined) s.backend = nb
-        }
+        // Point the pin at the new Backend object (carries the live counters), or drop it.
+        const nb = live.get(s.backend.key)
+        if (nb === undefined) this.affinity.delete(ip)
+        else s.backend = nb
       }
     }
-    return true
+    return !same
   }
 
   /**
@@ -126,4 +127,10 @@ export class Balancer {
     if (this.affinity === null) return
     for (const [ip, s] of this.affinity) if (s.expires <= now) this.affinity.delete(ip)
   }
+}
+
+function sameKeys (a: Backend[], b: Backend[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i]?.key !== b[i]?.key) return false
+  return true
 }

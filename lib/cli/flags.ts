@@ -22,6 +22,16 @@ export const FLAGS: Record<string, OptionSpec & { commands: string[] }> = {
   'shutdown-grace': { type: 'string', arg: 'DURATION', default: '30s', help: 'On SIGTERM/SIGINT, how long established connections may finish before they are closed.', commands: ['run', 'demo'] },
   'log-level': { type: 'string', arg: 'LEVEL', default: 'info', help: 'pino level: fatal, error, warn, info, debug, trace or silent.', commands: ['run', 'demo', 'apply', 'delete'] },
   port: { type: 'string', arg: 'PORT', default: '8080', help: 'demo: the Service port.', commands: ['demo'] },
+  'healthz-bind-address': { type: 'string', arg: 'IP:PORT', default: '127.0.0.1:10256', help: 'Serve /healthz, /livez, /readyz here. "" disables; port 0 picks a free port.', commands: ['run', 'demo'] },
+  'metrics-bind-address': { type: 'string', arg: 'IP:PORT', default: '127.0.0.1:10249', help: 'Serve /metrics, /v1/services, /v1/endpoints (and the health paths) here. "" disables; port 0 picks a free port. status: the daemon to ask.', commands: ['run', 'demo', 'status'] },
+  'access-log': { type: 'boolean', help: 'Log one line per connection when it ends: client, service, endpoint, bytes each way, duration, close reason.', commands: ['run', 'demo'] },
+  server: { type: 'string', arg: 'URL', help: 'status: the daemon\'s admin URL (e.g. http://127.0.0.1:10249); overrides --metrics-bind-address.', commands: ['status'] },
+  redis: { type: 'string', arg: 'URL', help: 'The shared store: redis://[:PASSWORD@]HOST:PORT[/DB], rediss:// (TLS), redis+sentinel://H1,H2/MASTER, redis+cluster://H1,H2. Default: $REDIS_URL. run: follow it instead of --config.', commands: ['run', 'apply', 'delete', 'get'] },
+  'redis-key-prefix': { type: 'string', arg: 'PREFIX', default: '{svcproxy}:', help: 'Prefix of every key in the store (keep a {hash tag} for Redis Cluster).', commands: ['run', 'apply', 'delete', 'get'] },
+  'sync-period': { type: 'string', arg: 'DURATION', default: '30s', help: 'run --redis: full relist period that repairs anything a watch missed (kube-proxy --iptables-sync-period).', commands: ['run'] },
+  'state-file': { type: 'string', arg: 'FILE', help: 'run --redis: last-known-good snapshot, written (0600) after each applied revision; served when Redis is unreachable at start.', commands: ['run'] },
+  namespace: { type: 'string', short: 'n', arg: 'NS', help: 'get: only this namespace.', commands: ['get'] },
+  output: { type: 'string', short: 'o', arg: 'FORMAT', help: 'get: json for a kubectl-style List of the stored objects; a table when omitted.', commands: ['get'] },
   help: { type: 'boolean', short: 'h', help: 'Show help.', commands: ['*'] },
 }
 
@@ -42,7 +52,9 @@ export function parseFlags (command: string, argv: string[]): { values: FlagValu
     }
     return { values: out, positionals }
   } catch (err) {
-    throw new ConfigError(`svcproxy ${command}: ${(err as Error).message.split('\n')[0] ?? ''} (see svcproxy ${command} --help)`)
+    // main() prefixes `svcproxy <command>:`; Node's hint about '--' positionals is noise here.
+    const first = ((err as Error).message.split('\n')[0] ?? '').replace(/\. To specify a positional argument.*$/, '')
+    throw new ConfigError(`${first} (see svcproxy ${command} --help)`)
   }
 }
 
@@ -59,9 +71,13 @@ export function int (values: FlagValues, name: string, min: number, max: number)
 }
 
 export const COMMANDS: Record<string, string> = {
-  run: 'Serve the services of a manifest file (--config), following its changes.',
+  run: 'Serve the services of a manifest file (--config) or a Redis store (--redis / REDIS_URL), following its changes.',
   demo: 'Start three local HTTP pods and a Service in front of them; print the curl to try.',
   validate: 'Check a manifest file (-f); print every error and exit 1 if any.',
+  status: 'Show the running daemon\'s services, addresses, endpoints and active connections.',
+  apply: 'Create or replace the objects of a manifest file (-f) in the Redis store (--redis), all at one revision.',
+  delete: 'Delete the objects of a file (-f), or "service|endpoints|endpointslice|pod NAMESPACE/NAME", from the Redis store.',
+  get: 'List services|endpoints|endpointslices|pods in the Redis store (-n NS, -o json).',
   help: 'Show this help.',
 }
 

@@ -6,8 +6,12 @@ import { createProxy, type Proxy, type ProxyOptions } from '../proxy.js'
 import { describeError, type FileSource, watchConfigFile } from '../sources/file.js'
 import { Table } from '../table/table.js'
 import { parseDuration } from '../util/duration.js'
+import { redactUrl } from '../store/connect.js'
+import { startAdminFromFlags } from './admin.js'
 import { DEMO_CLUSTER_IP, demoManifest, startDemoPods } from './demo.js'
 import { COMMANDS, type FlagValues, helpText, int, parseFlags, str } from './flags.js'
+import { status } from './status.js'
+import { applyCommand, deleteCommand, getCommand, redisUrlOf, startRedisSource } from './store.js'
 
 export interface Io {
   out: (line: string) => void
@@ -40,6 +44,10 @@ export async function main (argv: string[], io: Io = stdio): Promise<number> {
       case 'validate': return await validate(values, positionals, io)
       case 'run': return await run(values, io)
       case 'demo': return await demo(values, io)
+      case 'status': return await status(values, io.out)
+      case 'apply': return await applyCommand(values, positionals, io)
+      case 'delete': return await deleteCommand(values, positionals, io)
+      case 'get': return await getCommand(values, positionals, io)
     }
     return 2
   } catch (err) {
@@ -55,7 +63,7 @@ export async function main (argv: string[], io: Io = stdio): Promise<number> {
 
 async function validate (values: FlagValues, positionals: string[], io: Io): Promise<number> {
   const file = str(values, 'filename') ?? positionals[0]
-  if (file === undefined) throw new ConfigError('svcproxy validate: -f FILE is required')
+  if (file === undefined) throw new ConfigError('-f FILE is required')
   try {
     const doc = await readDocumentFile(file)
     for (const w of doc.warnings) io.err(`warning: ${w}`)
@@ -101,19 +109,27 @@ function proxyOptions (values: FlagValues, logger: Logger): ProxyOptions {
 
 async function run (values: FlagValues, io: Io): Promise<number> {
   const config = str(values, 'config')
-  if (config === undefined) throw new ConfigError('svcproxy run: --config FILE is required')
+  // --redis (or REDIS_URL) is the alternative to --config; REDIS_URL alone never overrides a file.
+  const redisUrl = config === undefined ? redisUrlOf(values) : str(values, 'redis')
+  if (config !== undefined && redisUrl !== undefined) throw new ConfigError('--config and --redis are alternatives; give one')
+  if (config === undefined && redisUrl === undefined) throw new ConfigError('--config FILE or --redis URL (or REDIS_URL) is required')
   const logger = makeLogger(values)
   const graceMs = parseDuration(str(values, 'shutdown-grace') ?? '30s', '--shutdown-grace')
   const proxy = createProxy(proxyOptions(values, logger))
-  let source: FileSource
+  let source: Pick<FileSource, 'health' | 'reload' | 'close'>
   try {
-    source = await watchConfigFile(config, proxy, { logger })
+    source = config !== undefined ? await watchConfigFile(config, proxy, { logger }) : await startRedisSource(redisUrl ?? '', proxy, values, logger)
   } catch (err) {
     await proxy.close()
     throw err
   }
-  io.err(`svcproxy: serving ${config} (${proxy.status().length} service ports)`)
-  return await serveUntilSignal(proxy, logger, graceMs, () => { void source.reload() }, () => { source.close() })
+  const admin = await startAdminFromFlags(values, proxy, logger, () => source.health(), io.err).catch(async (err: unknown) => {
+    source.close()
+    await proxy.close()
+    throw err
+  })
+  io.err(`svcproxy: serving ${config ?? redactUrl(redisUrl ?? '')} (${proxy.status().length} service ports)`)
+  return await serveUntilSignal(proxy, logger, graceMs, () => { void source.reload() }, () => { source.close(); void admin.close() }, () => { admin.shuttingDown() })
 }
 
 async function demo (values: FlagValues, io: Io): Promise<number> {
@@ -130,17 +146,23 @@ async function demo (values: FlagValues, io: Io): Promise<number> {
     await proxy.close()
     throw err
   }
+  // Library-style source: what was applied is current (apiHealth, the admin default).
+  const admin = await startAdminFromFlags(values, proxy, logger, undefined, io.err).catch(async (err: unknown) => {
+    for (const s of pods) s.close()
+    await proxy.close()
+    throw err
+  })
   io.out('svcproxy demo: Service default/hello selects 3 pods (app=hello), each answering with its name.')
   io.out(`Try:   for i in 1 2 3 4 5 6; do curl -s http://${DEMO_CLUSTER_IP}:${port}/; done`)
   io.out('Stop:  Ctrl-C')
-  return await serveUntilSignal(proxy, logger, graceMs, () => {}, () => { for (const s of pods) s.close() })
+  return await serveUntilSignal(proxy, logger, graceMs, () => {}, () => { for (const s of pods) s.close(); void admin.close() }, () => { admin.shuttingDown() })
 }
 
 /**
  * SIGTERM/SIGINT: stop accepting at once, drain for the grace period, exit 0; a second
  * signal exits at once. SIGHUP: reload.
  */
-function serveUntilSignal (proxy: Proxy, logger: Logger, graceMs: number, reload: () => void, cleanup: () => void): Promise<number> {
+function serveUntilSignal (proxy: Proxy, logger: Logger, graceMs: number, reload: () => void, cleanup: () => void, onStop: () => void = () => {}): Promise<number> {
   return new Promise((resolve) => {
     let stopping = false
     const stop = (signal: NodeJS.Signals): void => {
@@ -149,6 +171,7 @@ function serveUntilSignal (proxy: Proxy, logger: Logger, graceMs: number, reload
         process.exit(1)
       }
       stopping = true
+      onStop()
       logger.info({ signal, graceMs, open: proxy.dataplane.openCount() }, 'shutting down: listeners closed, draining connections')
       void proxy.drain(graceMs).then(() => {
         cleanup()
@@ -162,10 +185,10 @@ function serveUntilSignal (proxy: Proxy, logger: Logger, graceMs: number, reload
       logger.info('SIGHUP: reloading')
       reload()
     }
-    process.once('SIGTERM', stop)
-    process.once('SIGINT', stop)
-    process.on('SIGTERM', () => { if (stopping) stop('SIGTERM') })
-    process.on('SIGINT', () => { if (stopping) stop('SIGINT') })
+    // One listener per signal: `stop` itself tells the first signal from the second. (A `once`
+    // listener plus an `if (stopping)` listener both ran on the first SIGTERM and exited 1.)
+    process.on('SIGTERM', stop)
+    process.on('SIGINT', stop)
     process.on('SIGHUP', onHup)
   })
 }

@@ -53,20 +53,26 @@ export class ServicePortRuntime {
     this.balancer.algorithm = algorithmOf(state, defaultAlgorithm)
     const svc = state.service
     this.balancer.setAffinity(svc.sessionAffinity === 'ClientIP' ? svc.affinityTimeoutSeconds * 1000 : 0)
-    const next: Backend[] = []
     const seen = new Set<string>()
-    for (const b of state.endpoints) {
-      const cur = this.byKey.get(b.key)
-      if (cur !== undefined) {
-        cur.nodeName = b.nodeName
-        cur.podName = b.podName
-        cur.ready = b.ready
-        next.push(cur)
-      } else {
-        this.byKey.set(b.key, b)
-        next.push(b)
-      }
+    const keep = (b: Backend): Backend => {
       seen.add(b.key)
+      const cur = this.byKey.get(b.key)
+      if (cur === undefined) {
+        this.byKey.set(b.key, b)
+        return b
+      }
+      cur.nodeName = b.nodeName
+      cur.podName = b.podName
+      cur.ready = b.ready
+      return cur
+    }
+    const next = state.endpoints.map(keep)
+    // Traffic policy Local applies the KEP-1669 fallback per node, as kube-proxy does: this
+    // node's ready endpoints, else this node's serving-and-terminating ones, never another
+    // node's, even when the cluster as a whole still has ready endpoints.
+    let local = next.filter((b) => b.ready && b.nodeName === this.hostname)
+    if (local.length === 0) {
+      local = (state.servingTerminating ?? []).filter((b) => b.nodeName === this.hostname).map(keep)
     }
     const gone: Backend[] = []
     for (const [k, b] of this.byKey) {
@@ -75,8 +81,8 @@ export class ServicePortRuntime {
         gone.push(b)
       }
     }
-    this.balancer.setEndpoints(next)
-    this.localEndpoints = next.filter((b) => b.nodeName === this.hostname)
+    this.balancer.setEndpoints(next, local)
+    this.localEndpoints = local
     return gone
   }
 }

@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import { ValidationError, formatIssue } from '../errors.js'
 import { readDocumentFile } from '../model/parse.js'
 import type { Proxy } from '../proxy.js'
+import type { SourceHealth } from './health.js'
 
 export interface FileSourceOptions {
   logger?: Logger
@@ -24,6 +25,8 @@ export interface FileSource {
   /** Last successful apply time (ms epoch), 0 before the first. */
   readonly lastSyncedAt: number
   readonly lastError: Error | null
+  /** Freshness for /healthz and /readyz. A file source is never stale: the file is the truth. */
+  health (): SourceHealth
   /** Re-reads the file now (SIGHUP). Resolves true when the file was valid. */
   reload (): Promise<boolean>
   close (): void
@@ -154,6 +157,7 @@ export async function watchConfigFile (path: string, proxy: Proxy, opts: FileSou
     path: file,
     get lastSyncedAt () { return lastSyncedAt },
     get lastError () { return lastError },
+    health: () => ({ kind: 'file', synced: lastSyncedAt > 0, stale: false, reason: lastError === null ? '' : 'last edit rejected', lastSyncedAt, revision: proxy.table.revision }),
     reload: async () => {
       lastHash = '' // an explicit reload re-applies even an unchanged file
       return await run()

@@ -21,6 +21,24 @@ export interface EndpointSources {
  * and every restart walks the same sequence.
  */
 export function computeBackends (svc: Service, sp: ServicePort, src: EndpointSources): Backend[] {
+  const { ready, servingTerminating } = computeEndpointSets(svc, sp, src)
+  return ready.length > 0 ? ready : servingTerminating
+}
+
+/** Both candidate sets, sorted; the data plane needs them apart for traffic policy Local. */
+export interface EndpointSets {
+  ready: Backend[]
+  /** Serving and terminating, not ready: used only where no ready endpoint exists (KEP-1669). */
+  servingTerminating: Backend[]
+}
+
+/**
+ * The ready and the serving-and-terminating endpoints of one service port. kube-proxy applies
+ * the KEP-1669 fallback per locality: with traffic policy Local, a node whose own endpoints are
+ * all terminating serves them even when other nodes have ready ones, so the fallback set must
+ * survive even when `ready` is not empty.
+ */
+export function computeEndpointSets (svc: Service, sp: ServicePort, src: EndpointSources): EndpointSets {
   const ready: Backend[] = []
   const fallback: Backend[] = []
   const seen = new Set<string>()
@@ -60,16 +78,18 @@ export function computeBackends (svc: Service, sp: ServicePort, src: EndpointSou
       const port = resolveTargetPort(sp, pod)
       if (port === 0) continue
       const running = pod.phase === 'Running'
-      if (!pod.terminating && ((running && pod.ready) || svc.publishNotReadyAddresses)) {
+      // As the EndpointSlice controller: publishNotReadyAddresses makes every pod with an IP
+      // ready, terminating ones included.
+      if (svc.publishNotReadyAddresses || (!pod.terminating && running && pod.ready)) {
         add(ready, pod.podIP, port, pod.nodeName, pod.name, true)
       } else if (pod.terminating && running && pod.ready) {
         add(fallback, pod.podIP, port, pod.nodeName, pod.name, false)
       }
     }
   }
-  const out = ready.length > 0 ? ready : fallback
-  out.sort(compareBackends)
-  return out
+  ready.sort(compareBackends)
+  fallback.sort(compareBackends)
+  return { ready, servingTerminating: fallback }
 }
 
 export function selectorMatches (selector: Record<string, string>, labels: Record<string, string>): boolean {

@@ -4,7 +4,7 @@ import type { EndpointSlice, Endpoints, KubeObject, ObjectKind, Pod, Service, Se
 import { objectRef } from '../model/types.js'
 import { type Cidr, cidrContains, fnv1a, intToIpv4, parseCidr } from '../util/cidr.js'
 import type { Backend } from './backend.js'
-import { computeBackends } from './endpoints.js'
+import { computeEndpointSets } from './endpoints.js'
 
 export const DEFAULT_CLUSTER_IP_RANGE = '127.96.0.0/16'
 export const DEFAULT_NODE_PORT_RANGE = '30000-32767'
@@ -22,6 +22,12 @@ export interface ServicePortState {
   service: Service
   port: ServicePort
   endpoints: Backend[]
+  /**
+   * Serving-and-terminating endpoints that are not ready (KEP-1669), on every node. `endpoints`
+   * already falls back to them when nothing is ready anywhere; traffic policy Local needs them
+   * separately, to fall back per node. Absent means none.
+   */
+  servingTerminating?: Backend[]
 }
 
 export interface TableOptions {
@@ -66,7 +72,9 @@ export class Table {
   private readonly podsByNs = new Map<string, Map<string, Pod>>()
   private readonly servicesByNs = new Map<string, Set<string>>()
   private readonly clusterIPs = new Map<string, string>() // ip -> svcKey
-  private readonly nodePorts = new Map<string, string>() // `${proto}/${port}` -> svcKey
+  // Keyed by number alone: the API server's allocator is one bitmap for TCP and UDP, so
+  // another service cannot take 30053/UDP when one holds 30053/TCP.
+  private readonly nodePorts = new Map<number, string>() // nodePort -> svcKey
   private readonly states = new Map<string, ServicePortState[]>()
 
   constructor (opts: TableOptions = {}) {
@@ -142,7 +150,7 @@ export class Table {
     const deleted = new Set(deletes.filter((d) => d.kind === 'Service').map((d) => svcKeyOf(d.namespace, d.name)))
     const batchKeys = new Set<string>()
     const ipTaken = new Map<string, string>()
-    const portTaken = new Map<string, string>()
+    const portTaken = new Map<number, string>()
     // What stays of the current allocations once this batch replaces or deletes services.
     const replaced = new Set<string>(deleted)
     for (const o of upserts) if (o.kind === 'Service') replaced.add(svcKeyOf(o.namespace, o.name))
@@ -150,7 +158,7 @@ export class Table {
       const cur = this.clusterIPs.get(ip)
       return cur !== undefined && !replaced.has(cur) ? cur : ipTaken.get(ip)
     }
-    const portOwner = (k: string): string | undefined => {
+    const portOwner = (k: number): string | undefined => {
       const cur = this.nodePorts.get(k)
       return cur !== undefined && !replaced.has(cur) ? cur : portTaken.get(k)
     }
@@ -180,6 +188,8 @@ export class Table {
       } else if (svc.type !== 'ExternalName' && svc.clusterIP === '') pendingIP.push(svc)
 
       const wantsNodePort = svc.type === 'NodePort' || (svc.type === 'LoadBalancer' && svc.allocateLoadBalancerNodePorts)
+      // One service may use a number once per protocol (53/TCP and 53/UDP may share it).
+      const ownPorts = new Set<string>()
       svc.ports.forEach((p, idx) => {
         if (p.nodePort === 0 && wantsNodePort) {
           const old = prev?.ports.find((q) => q.name === p.name && q.protocol === p.protocol)
@@ -194,11 +204,16 @@ export class Table {
             issues.push({ file, object: objectRef(svc), path: `spec.ports[${idx}].nodePort`, message: `expected a port in the node port range ${this.nodePortRange.min}-${this.nodePortRange.max}, got ${p.nodePort}` })
             return
           }
-          const k = `${p.protocol}/${p.nodePort}`
-          const owner = portOwner(k)
+          const own = `${p.protocol}/${p.nodePort}`
+          const owner = portOwner(p.nodePort)
           if (owner !== undefined && owner !== key) {
-            issues.push({ file, object: objectRef(svc), path: `spec.ports[${idx}].nodePort`, message: `expected an unused node port; ${p.nodePort}/${p.protocol} is already allocated to Service ${owner}` })
-          } else portTaken.set(k, key)
+            issues.push({ file, object: objectRef(svc), path: `spec.ports[${idx}].nodePort`, message: `expected an unused node port; ${p.nodePort} is already allocated to Service ${owner}` })
+          } else if (ownPorts.has(own)) {
+            issues.push({ file, object: objectRef(svc), path: `spec.ports[${idx}].nodePort`, message: `expected each node port once per protocol, got ${own} a second time` })
+          } else {
+            ownPorts.add(own)
+            portTaken.set(p.nodePort, key)
+          }
         } else if (wantsNodePort) pendingPorts.push({ svc, idx })
       })
       out.push(svc)
@@ -216,15 +231,16 @@ export class Table {
         ipTaken.set(ip, key)
       }
     }
+    pendingPorts.sort((a, b) => cmp(svcKeyOf(a.svc.namespace, a.svc.name), svcKeyOf(b.svc.namespace, b.svc.name)) || a.idx - b.idx)
     for (const { svc, idx } of pendingPorts) {
       const key = svcKeyOf(svc.namespace, svc.name)
       const p = svc.ports[idx] as ServicePort
-      const port = this.allocatePort(`${key}:${p.name}/${p.protocol}`, (n) => portOwner(`${p.protocol}/${n}`) !== undefined)
+      const port = this.allocatePort(`${key}:${p.name}/${p.protocol}`, (n) => portOwner(n) !== undefined)
       if (port === undefined) {
         issues.push({ file, object: objectRef(svc), path: `spec.ports[${idx}].nodePort`, message: `no free port left in --service-node-port-range ${this.nodePortRange.min}-${this.nodePortRange.max}` })
       } else {
         p.nodePort = port
-        portTaken.set(`${p.protocol}/${port}`, key)
+        portTaken.set(port, key)
       }
     }
     if (issues.length > 0) throw new ValidationError(issues)
@@ -348,7 +364,7 @@ export class Table {
     if (set === undefined) this.servicesByNs.set(s.namespace, (set = new Set()))
     set.add(k)
     if (isIP(s.clusterIP) !== 0) this.clusterIPs.set(s.clusterIP, k)
-    for (const p of s.ports) if (p.nodePort !== 0) this.nodePorts.set(`${p.protocol}/${p.nodePort}`, k)
+    for (const p of s.ports) if (p.nodePort !== 0) this.nodePorts.set(p.nodePort, k)
   }
 
   private unindexService (s: Service): void {
@@ -356,8 +372,7 @@ export class Table {
     this.servicesByNs.get(s.namespace)?.delete(k)
     if (this.clusterIPs.get(s.clusterIP) === k) this.clusterIPs.delete(s.clusterIP)
     for (const p of s.ports) {
-      const pk = `${p.protocol}/${p.nodePort}`
-      if (this.nodePorts.get(pk) === k) this.nodePorts.delete(pk)
+      if (this.nodePorts.get(p.nodePort) === k) this.nodePorts.delete(p.nodePort)
     }
   }
 
@@ -374,7 +389,8 @@ export class Table {
     const src = { endpoints: this.endpoints.get(key), slices, pods: podMap === undefined ? [] : [...podMap.values()] }
     const states: ServicePortState[] = []
     for (const p of svc.ports) {
-      states.push({ id: servicePortId(svc, p), service: svc, port: p, endpoints: computeBackends(svc, p, src) })
+      const { ready, servingTerminating } = computeEndpointSets(svc, p, src)
+      states.push({ id: servicePortId(svc, p), service: svc, port: p, endpoints: ready.length > 0 ? ready : servingTerminating, servingTerminating })
     }
     this.states.set(key, states)
   }

@@ -1,0 +1,309 @@
+// `npm run bench` (full) / `npm run bench:quick`: every workload against the same local backends,
+// direct, through the naive baseline and through svcproxy. Each proxy runs alone in its own child
+// process; the figure that counts is that process's own CPU time (user+sys, process.cpuUsage())
+// per unit of work, because on a small machine the load generator shares the cores.
+// One table on stdout; the same figures as JSON in bench/results/.
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg, release } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { type Backends, type Child, type Endpoint, type ProxyAddresses, startChild } from './child.js'
+import { bulk, httpClose, httpKeepAlive, type Measured, udpClosedLoop } from './workloads.js'
+
+export type Workload = 'http-keepalive' | 'http-close' | 'bulk' | 'udp'
+export type Target = 'direct' | 'naive' | 'svcproxy'
+export const WORKLOADS: Workload[] = ['http-keepalive', 'http-close', 'bulk', 'udp']
+export const TARGETS: Target[] = ['direct', 'naive', 'svcproxy']
+
+/** Ratio targets svcproxy/naive of proxy CPU per unit (issue #7). */
+export const CPU_RATIO_TARGET: Record<Workload, number> = { 'http-keepalive': 0.80, 'http-close': 0.60, bulk: 1.00, udp: 0.80 }
+
+const UNITS: Record<Workload, { rate: string, cpu: string }> = {
+  'http-keepalive': { rate: 'req/s', cpu: 'µs/req' },
+  'http-close': { rate: 'req/s', cpu: 'µs/req' },
+  bulk: { rate: 'MB/s', cpu: 's/GB' },
+  udp: { rate: 'pairs/s', cpu: 'µs/pair' },
+}
+
+export interface Row {
+  workload: Workload
+  target: Target
+  /** 'ok', or 'n/a' when the target does not serve this traffic (see note). */
+  status: 'ok' | 'n/a'
+  note?: string
+  count: number | null
+  seconds: number | null
+  rate: number | null
+  rateUnit: string
+  p50Ms: number | null
+  p99Ms: number | null
+  errors: number | null
+  /** Proxy process CPU (user+sys) during the workload, µs; null for direct. */
+  proxyCpuUs: number | null
+  /** Share of that CPU spent in the kernel (sys / (user+sys)). */
+  sysShare: number | null
+  cpuPerUnit: number | null
+  cpuUnit: string
+  /** svcproxy rows: cpuPerUnit / naive's cpuPerUnit. */
+  ratio: number | null
+  ratioTarget: number | null
+  /** Every measured repetition (the row's figures are their medians). */
+  reps: Rep[]
+}
+
+export interface Rep {
+  count: number
+  seconds: number
+  rate: number
+  p50Ms: number | null
+  p99Ms: number | null
+  errors: number
+  /** Proxy process CPU during the run (user+sys), and its kernel (sys) part, µs. */
+  proxyCpuUs: number | null
+  proxySysUs: number | null
+  cpuPerUnit: number | null
+}
+
+interface Params {
+  keepAliveRequests: number
+  keepAliveConnections: number
+  closeRequests: number
+  closeConcurrency: number
+  bulkBytes: number
+  udpPairs: number
+  udpClients: number
+  udpWindow: number
+  /** Fraction of each workload run first, unmeasured, on every target (JIT, pools). */
+  warmup: number
+  /** Measured repetitions per workload × target, interleaved across targets; the table shows medians. */
+  reps: number
+}
+
+const FULL: Params = { keepAliveRequests: 200_000, keepAliveConnections: 50, closeRequests: 20_000, closeConcurrency: 50, bulkBytes: 1024 ** 3, udpPairs: 100_000, udpClients: 8, udpWindow: 8, warmup: 0.1, reps: 3 }
+const QUICK: Params = { keepAliveRequests: 2_000, keepAliveConnections: 50, closeRequests: 300, closeConcurrency: 20, bulkBytes: 16 * 1024 ** 2, udpPairs: 2_000, udpClients: 4, udpWindow: 4, warmup: 0.1, reps: 1 }
+
+function machine (): Record<string, unknown> {
+  const c = cpus()
+  return { cpu: c[0]?.model ?? 'unknown', cores: c.length, node: process.version, platform: `${process.platform} ${release()}`, loadavg: loadavg().map((x) => Math.round(x * 100) / 100) }
+}
+
+async function runWorkload (w: Workload, ep: Endpoint, p: Params, warm: boolean): Promise<Measured> {
+  const f = warm ? p.warmup : 1
+  const n = (x: number): number => Math.max(1, Math.round(x * f))
+  switch (w) {
+    case 'http-keepalive': return await httpKeepAlive(ep, Math.max(p.keepAliveConnections, n(p.keepAliveRequests)), p.keepAliveConnections)
+    case 'http-close': return await httpClose(ep, n(p.closeRequests), p.closeConcurrency)
+    case 'bulk': return await bulk(ep, warm ? Math.min(p.bulkBytes, 64 * 1024 ** 2) : p.bulkBytes)
+    case 'udp': return await udpClosedLoop(ep, n(p.udpPairs), p.udpClients, p.udpWindow)
+  }
+}
+
+function addressOf (w: Workload, a: ProxyAddresses): Endpoint | null {
+  return w === 'udp' ? a.udp : w === 'bulk' ? a.bulk : a.http
+}
+
+function backendOf (w: Workload, b: Backends): Endpoint {
+  // Direct traffic goes to the first backend (the proxies spread over all of them; each is the same).
+  const list = w === 'udp' ? b.udp : w === 'bulk' ? b.bulk : b.http
+  return list[0] as Endpoint
+}
+
+function rep (w: Workload, m: Measured, cpu: { user: number, system: number } | null): Rep {
+  const cpuUs = cpu === null ? null : cpu.user + cpu.system
+  const rate = w === 'bulk' ? m.count / 1e6 / m.seconds : m.count / m.seconds
+  let cpuPerUnit: number | null = null
+  if (cpuUs !== null && m.count > 0) cpuPerUnit = w === 'bulk' ? (cpuUs / 1e6) / (m.count / 1e9) : cpuUs / m.count
+  return { count: m.count, seconds: m.seconds, rate, p50Ms: m.p50Ms, p99Ms: m.p99Ms, errors: m.errors, proxyCpuUs: cpuUs, proxySysUs: cpu === null ? null : cpu.system, cpuPerUnit }
+}
+
+function median (xs: Array<number | null>): number | null {
+  const v = xs.filter((x): x is number => x !== null && Number.isFinite(x)).sort((a, b) => a - b)
+  if (v.length === 0) return null
+  const mid = v.length >> 1
+  return v.length % 2 === 1 ? v[mid] as number : ((v[mid - 1] as number) + (v[mid] as number)) / 2
+}
+
+function row (w: Workload, target: Target, reps: Rep[] | null, note?: string): Row {
+  const u = UNITS[w]
+  if (reps === null || reps.length === 0) {
+    return { workload: w, target, status: 'n/a', note, count: null, seconds: null, rate: null, rateUnit: u.rate, p50Ms: null, p99Ms: null, errors: null, proxyCpuUs: null, sysShare: null, cpuPerUnit: null, cpuUnit: u.cpu, ratio: null, ratioTarget: null, reps: [] }
+  }
+  return {
+    workload: w,
+    target,
+    status: 'ok',
+    note,
+    count: median(reps.map((r) => r.count)),
+    seconds: median(reps.map((r) => r.seconds)),
+    rate: median(reps.map((r) => r.rate)),
+    rateUnit: u.rate,
+    p50Ms: median(reps.map((r) => r.p50Ms)),
+    p99Ms: median(reps.map((r) => r.p99Ms)),
+    errors: reps.reduce((a, r) => a + r.errors, 0),
+    proxyCpuUs: median(reps.map((r) => r.proxyCpuUs)),
+    sysShare: median(reps.map((r) => (r.proxyCpuUs === null || r.proxySysUs === null || r.proxyCpuUs === 0 ? null : r.proxySysUs / r.proxyCpuUs))),
+    cpuPerUnit: median(reps.map((r) => r.cpuPerUnit)),
+    cpuUnit: u.cpu,
+    ratio: null,
+    ratioTarget: null,
+    reps,
+  }
+}
+
+// ---------------------------------------------------------------- table
+
+function fmt (x: number | null, digits: number): string {
+  if (x === null || !Number.isFinite(x)) return '-'
+  return x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+}
+
+export function table (rows: Row[], p: Params): string {
+  const head = ['workload', 'target', 'rate', 'p50 ms', 'p99 ms', 'errors', 'proxy CPU', 'sys', 'CPU ×naive', 'target', '']
+  const body = rows.map((r) => {
+    if (r.status === 'n/a') return [r.workload, r.target, 'n/a', '', '', '', '', '', '', '', r.note ?? '']
+    const cpuDigits = r.workload === 'bulk' ? 2 : 1
+    const verdict = r.ratio === null || r.ratioTarget === null ? '' : r.ratio <= r.ratioTarget ? 'ok' : 'MISS'
+    return [
+      r.workload,
+      r.target,
+      `${fmt(r.rate, r.workload === 'bulk' ? 0 : 0)} ${r.rateUnit}`,
+      fmt(r.p50Ms, r.workload === 'http-keepalive' ? 0 : 3),
+      fmt(r.p99Ms, r.workload === 'http-keepalive' ? 0 : 3),
+      fmt(r.errors, 0),
+      r.cpuPerUnit === null ? '-' : `${fmt(r.cpuPerUnit, cpuDigits)} ${r.cpuUnit}`,
+      r.sysShare === null ? '' : `${fmt(r.sysShare * 100, 0)}%`,
+      r.ratio === null ? '' : `${fmt(r.ratio, 2)}×`,
+      r.ratioTarget === null ? '' : `≤${fmt(r.ratioTarget, 2)}×`,
+      verdict,
+    ]
+  })
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)))
+  const right = new Set([2, 3, 4, 5, 6, 7, 8, 9])
+  const line = (cells: string[]): string => cells.map((c, i) => (right.has(i) ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd()
+  const out = [line(head), widths.map((w) => '-'.repeat(w)).join('  ')]
+  let prev = ''
+  for (let i = 0; i < body.length; i++) {
+    const r = rows[i] as Row
+    if (prev !== '' && r.workload !== prev) out.push('')
+    prev = r.workload
+    out.push(line(body[i] as string[]))
+  }
+  out.push('')
+  out.push(`http-keepalive: autocannon, ${p.keepAliveConnections} connections, ${p.keepAliveRequests} requests (latency: 1 ms resolution). ` +
+    `http-close: ${p.closeRequests} requests, one TCP connection each, ${p.closeConcurrency} at a time. ` +
+    `bulk: one ${(p.bulkBytes / 1024 ** 2).toFixed(0)} MiB stream (MB = 10^6 B, GB = 10^9 B). ` +
+    `udp: ${p.udpPairs} pairs, ${p.udpClients} clients × ${p.udpWindow} in flight, 64 B; errors = lost.`)
+  out.push(`proxy CPU = user+sys of the proxy process only, per unit; sys = its kernel share; CPU ×naive = svcproxy ÷ naive baseline, same run. Figures are medians of ${p.reps} interleaved run${p.reps === 1 ? '' : 's'} (errors: sum).`)
+  return out.join('\n')
+}
+
+// ---------------------------------------------------------------- main
+
+export async function runBench (opts: { quick: boolean, affinity: boolean, only: Workload[], log: (s: string) => void, profileDir?: string, nodeArgs?: string[] }): Promise<{ rows: Row[], params: Params, machine: Record<string, unknown>, seconds: number }> {
+  const p = opts.quick ? QUICK : FULL
+  const started = Date.now()
+  const children: Array<Child<unknown>> = []
+  try {
+    const backends = await startChild<Backends>('backends', 'backends', {})
+    children.push(backends)
+    // --profile: V8 CPU profiles of the proxy processes, written when they stop.
+    // --node-arg: extra node flags for the proxy processes (e.g. --trace-gc, --max-semi-space-size=16).
+    const prof = (name: string): string[] => [...(opts.nodeArgs ?? []), ...(opts.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`, `--cpu-prof-name=${name}.cpuprofile`])]
+    const naiveTcp = await startChild<ProxyAddresses>('naive', 'proxy-naive', backends.data, prof('naive'))
+    children.push(naiveTcp)
+    const naiveUdp = await startChild<ProxyAddresses>('udp-naive', 'udp-naive', backends.data, prof('udp-naive'))
+    children.push(naiveUdp)
+    const svc = await startChild<ProxyAddresses>('svcproxy', 'proxy-svcproxy', { ...backends.data, affinity: opts.affinity }, prof('svcproxy'))
+    children.push(svc)
+
+    const rows: Row[] = []
+    for (const w of opts.only) {
+      const naive = w === 'udp' ? naiveUdp : naiveTcp
+      const live: Array<{ target: Target, ep: Endpoint, proc: Child<ProxyAddresses> | null, reps: Rep[] }> = []
+      const na = new Map<Target, string>()
+      for (const target of TARGETS) {
+        if (target === 'direct') { live.push({ target, ep: backendOf(w, backends.data), proc: null, reps: [] }); continue }
+        const proc = target === 'naive' ? naive : svc
+        const ep = addressOf(w, proc.data)
+        if (ep === null) na.set(target, `not served: ${proc.data.notes[w === 'udp' ? 'udp' : w === 'bulk' ? 'bulk' : 'http'] ?? 'no address'}`)
+        else live.push({ target, ep, proc, reps: [] })
+      }
+      for (const l of live) await runWorkload(w, l.ep, p, true)
+      // Interleaved (direct, naive, svcproxy, direct, ...) so a drift in machine load hits every target alike.
+      for (let i = 0; i < p.reps; i++) {
+        for (const l of live) {
+          const before = l.proc === null ? null : await l.proc.cpu()
+          const m = await runWorkload(w, l.ep, p, false)
+          const after = l.proc === null ? null : await l.proc.cpu()
+          const cpu = before === null || after === null ? null : { user: after.user - before.user, system: after.system - before.system }
+          const r = rep(w, m, cpu)
+          l.reps.push(r)
+          opts.log(`${w} ${l.target} #${i + 1}: ${fmt(r.rate, 0)} ${UNITS[w].rate}, errors ${m.errors}, proxy cpu ${r.cpuPerUnit === null ? '-' : `${fmt(r.cpuPerUnit, 2)} ${UNITS[w].cpu}`}`)
+        }
+      }
+      for (const target of TARGETS) {
+        const l = live.find((x) => x.target === target)
+        rows.push(l === undefined ? row(w, target, null, na.get(target)) : row(w, target, l.reps))
+        if (l === undefined) opts.log(`${w} ${target}: n/a (${na.get(target) ?? ''})`)
+      }
+      const n = rows.find((r) => r.workload === w && r.target === 'naive')
+      const s = rows.find((r) => r.workload === w && r.target === 'svcproxy')
+      if (s !== undefined) {
+        s.ratioTarget = CPU_RATIO_TARGET[w]
+        if (n?.cpuPerUnit != null && s.cpuPerUnit !== null && n.cpuPerUnit > 0) s.ratio = s.cpuPerUnit / n.cpuPerUnit
+      }
+    }
+    return { rows, params: p, machine: machine(), seconds: (Date.now() - started) / 1000 }
+  } finally {
+    await Promise.all(children.map((c) => c.stop()))
+  }
+}
+
+async function main (): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      affinity: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      out: { type: 'string' },
+      profile: { type: 'string' },
+      'node-arg': { type: 'string', multiple: true },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  })
+  if (values.help === true) {
+    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only http-keepalive,http-close,bulk,udp] [--affinity] [--out FILE.json] [--profile DIR] [--node-arg=--flag ...]\n')
+    return
+  }
+  const only = values.only === undefined ? WORKLOADS : values.only.split(',').map((s) => s.trim()) as Workload[]
+  for (const w of only) if (!WORKLOADS.includes(w)) throw new Error(`--only: unknown workload "${w}" (${WORKLOADS.join(', ')})`)
+  const quick = values.quick === true
+  const log = (s: string): void => { process.stderr.write(`bench: ${s}\n`) }
+  const profileDir = values.profile === undefined ? undefined : resolve(values.profile)
+  const res = await runBench({ quick, affinity: values.affinity === true, only, log, profileDir, nodeArgs: values['node-arg'] ?? [] })
+  const m = res.machine
+  const text = table(res.rows, res.params)
+  process.stdout.write(`svcproxy bench (${quick ? 'quick' : 'full'}${values.affinity === true ? ', sessionAffinity ClientIP' : ''}) — ${String(m.cpu)}, ${String(m.cores)} cores, node ${String(m.node)}, ${String(m.platform)}, loadavg ${(m.loadavg as number[]).join(' ')} before the run, ${res.seconds.toFixed(0)} s\n\n${text}\n`)
+
+  const json = { version: 1, mode: quick ? 'quick' : 'full', affinity: values.affinity === true, date: new Date().toISOString(), seconds: res.seconds, machine: m, params: res.params, rows: res.rows }
+  const body = `${JSON.stringify(json, null, 2)}\n`
+  const resultsDir = resolve(dirname(fileURLToPath(import.meta.url)), dirname(fileURLToPath(import.meta.url)).includes(`${join('dist', 'bench')}`) ? '../../bench/results' : 'results')
+  const files: string[] = []
+  if (values.out !== undefined) files.push(resolve(values.out))
+  else if (quick) files.push(join(resultsDir, 'quick.json'))
+  else files.push(join(resultsDir, 'latest.json'), join(resultsDir, `${json.date.replace(/[:.]/g, '-')}.json`))
+  for (const f of files) {
+    mkdirSync(dirname(f), { recursive: true })
+    writeFileSync(f, body)
+  }
+  process.stdout.write(`\nJSON: ${files.join(', ')}\n`)
+  if (profileDir !== undefined) process.stdout.write(`CPU profiles: ${profileDir} (summarize: node dist/bench/profile-top.js ${profileDir}/svcproxy.cpuprofile)\n`)
+}
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
+    process.exit(1)
+  })
+}

@@ -1,0 +1,89 @@
+import fastJson from 'fast-json-stringify'
+import type { EndpointStatus, ServicePortStatus } from '../proxy.js'
+import type { HealthzBody } from './health.js'
+
+// Schemas are compiled once, at module load: a serializer is a generated function that
+// writes exactly the listed fields, no reflection per request.
+
+const str = { type: 'string' } as const
+const int = { type: 'integer' } as const
+const bool = { type: 'boolean' } as const
+
+const frontend = {
+  type: 'object',
+  properties: { kind: str, protocol: str, address: str, port: int, boundPort: int, state: str, error: str },
+  required: ['kind', 'protocol', 'address', 'port', 'boundPort', 'state', 'error'],
+} as const
+
+const endpoint = {
+  type: 'object',
+  properties: { endpoint: str, nodeName: str, ready: bool, active: int, accepted: int, dialFailures: int, bytesUp: int, bytesDown: int },
+  required: ['endpoint', 'nodeName', 'ready', 'active', 'accepted', 'dialFailures', 'bytesUp', 'bytesDown'],
+} as const
+
+const servicePort = {
+  type: 'object',
+  properties: {
+    id: str, namespace: str, name: str, port: str, protocol: str, clusterIP: str, type: str, algorithm: str, sessionAffinity: str,
+    frontends: { type: 'array', items: frontend },
+    endpoints: { type: 'array', items: endpoint },
+    active: int, accepted: int, dialFailures: int, bytesUp: int, bytesDown: int,
+  },
+  required: ['id', 'namespace', 'name', 'port', 'protocol', 'clusterIP', 'type', 'frontends', 'endpoints', 'active', 'accepted'],
+} as const
+
+export interface ServicesDoc {
+  revision: number
+  services: ServicePortStatus[]
+}
+
+export interface EndpointRow extends EndpointStatus {
+  namespace: string
+  service: string
+  port: string
+  protocol: 'TCP' | 'UDP'
+  affinityHits: number
+  udpDatagramsUp: number
+  udpDatagramsDown: number
+}
+
+export interface EndpointsDoc {
+  revision: number
+  endpoints: EndpointRow[]
+}
+
+const servicesFn = fastJson({
+  type: 'object',
+  properties: { revision: int, services: { type: 'array', items: servicePort } },
+  required: ['revision', 'services'],
+})
+
+const endpointsFn = fastJson({
+  type: 'object',
+  properties: {
+    revision: int,
+    endpoints: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          namespace: str, service: str, port: str, protocol: str,
+          ...endpoint.properties,
+          affinityHits: int, udpDatagramsUp: int, udpDatagramsDown: int,
+        },
+        required: ['namespace', 'service', 'port', 'protocol', ...endpoint.required],
+      },
+    },
+  },
+  required: ['revision', 'endpoints'],
+})
+
+const healthzFn = fastJson({
+  type: 'object',
+  properties: { lastUpdated: str, currentTime: str },
+  required: ['lastUpdated', 'currentTime'],
+})
+
+export const serializeServices: (doc: ServicesDoc) => string = servicesFn
+export const serializeEndpoints: (doc: EndpointsDoc) => string = endpointsFn
+export const serializeHealthz: (doc: HealthzBody) => string = healthzFn

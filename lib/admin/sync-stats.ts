@@ -1,0 +1,33 @@
+import { Histogram, exponentialBuckets } from './histogram.js'
+
+/**
+ * The buckets kube-proxy uses for `sync_proxy_rules_duration_seconds`
+ * (ExponentialBuckets(0.001, 2, 15): 1ms .. ~16s), so dashboards carry over.
+ */
+export const SYNC_DURATION_BUCKETS: readonly number[] = exponentialBuckets(0.001, 2, 15)
+
+/**
+ * Control-plane timing: one observation per serialized write (apply/write/replace/delete),
+ * from the moment it starts running (not while queued) until the data path serves it.
+ */
+export class SyncStats {
+  readonly duration = new Histogram(SYNC_DURATION_BUCKETS)
+  /** Completion time (ms since epoch) of the last successful sync; 0 before the first. */
+  lastSyncAt = 0
+  /** Writes that were rejected (validation, conflicts) or failed. */
+  errors = 0
+
+  async time<T> (fn: () => Promise<T>): Promise<T> {
+    const start = performance.now()
+    try {
+      const r = await fn()
+      this.lastSyncAt = Date.now()
+      return r
+    } catch (err) {
+      this.errors++
+      throw err
+    } finally {
+      this.duration.observe((performance.now() - start) / 1000)
+    }
+  }
+}

@@ -1,0 +1,84 @@
+import { SvcproxyError } from '../errors.js'
+import type { FrontendStatus, ServicePortStatus } from '../proxy.js'
+import { parseBindAddress } from '../admin/server.js'
+import type { ServicesDoc } from '../admin/serialize.js'
+import { type FlagValues, str } from './flags.js'
+
+/** The daemon's admin endpoint did not answer (not running, wrong address, not svcproxy). */
+export class UnreachableError extends SvcproxyError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('SVCPROXY_UNREACHABLE', message, options)
+  }
+}
+
+/** Where the daemon's /v1 API is: --server, else the --metrics-bind-address it was started with. */
+export function statusBaseUrl (values: FlagValues): string {
+  const server = str(values, 'server')
+  if (server !== undefined && server !== '') return server.replace(/\/+$/, '')
+  const addr = parseBindAddress(str(values, 'metrics-bind-address') ?? '', '--metrics-bind-address')
+  if (addr === null) throw new UnreachableError('--metrics-bind-address is empty: give --server URL')
+  // A daemon bound to every address is reached on loopback.
+  const host = addr.host === '0.0.0.0' ? '127.0.0.1' : addr.host === '::' ? '::1' : addr.host
+  return `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`
+}
+
+export async function fetchServices (base: string, timeoutMs = 5000): Promise<ServicesDoc> {
+  const url = `${base}/v1/services`
+  let res: Response
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause
+    const why = cause?.code ?? (err as Error).message
+    throw new UnreachableError(`cannot reach svcproxy at ${base}: ${why} (is it running? set --metrics-bind-address or --server)`, { cause: err })
+  }
+  if (res.status !== 200) throw new UnreachableError(`${url}: HTTP ${res.status}`)
+  const doc = await res.json() as ServicesDoc
+  if (typeof doc !== 'object' || doc === null || !Array.isArray(doc.services)) throw new UnreachableError(`${url}: not a svcproxy /v1/services answer`)
+  return doc
+}
+
+/** `svcproxy status`: the running daemon's service ports and endpoints, as tables. */
+export async function status (values: FlagValues, out: (line: string) => void): Promise<number> {
+  const doc = await fetchServices(statusBaseUrl(values))
+  for (const l of renderStatus(doc)) out(l)
+  return 0
+}
+
+export function renderStatus (doc: ServicesDoc): string[] {
+  const sps = doc.services
+  const active = sps.reduce((n, s) => n + s.active, 0)
+  const lines = [`revision ${doc.revision}, ${sps.length} service port${sps.length === 1 ? '' : 's'}, ${active} active connection${active === 1 ? '' : 's'}`, '']
+  if (sps.length === 0) return [...lines, 'No service ports.']
+  lines.push(...table(
+    ['NAMESPACE', 'NAME', 'PORT', 'PROTOCOL', 'TYPE', 'ADDRESSES', 'ENDPOINTS', 'ACTIVE', 'ACCEPTED', 'DIAL-FAILS'],
+    sps.map((s) => [s.namespace, s.name, s.port, s.protocol, s.type, addresses(s.frontends), endpointsCell(s), String(s.active), String(s.accepted), String(s.dialFailures)]),
+  ))
+  const eps = sps.flatMap((s) => s.endpoints.map((e) => [`${s.namespace}/${s.name}`, s.port, e.endpoint, e.nodeName === '' ? '<none>' : e.nodeName, String(e.ready), String(e.active), String(e.accepted), String(e.dialFailures)]))
+  if (eps.length > 0) {
+    lines.push('')
+    lines.push(...table(['SERVICE', 'PORT', 'ENDPOINT', 'NODE', 'READY', 'ACTIVE', 'ACCEPTED', 'DIAL-FAILS'], eps))
+  }
+  return lines
+}
+
+function addresses (fes: FrontendStatus[]): string {
+  if (fes.length === 0) return '<none>'
+  return fes.map((f) => {
+    const host = f.address.includes(':') ? `[${f.address}]` : f.address
+    const port = f.state === 'listening' ? f.boundPort : f.port
+    return f.state === 'listening' ? `${host}:${port}` : `${host}:${port}(${f.state})`
+  }).join(',')
+}
+
+function endpointsCell (s: ServicePortStatus): string {
+  const ready = s.endpoints.filter((e) => e.ready).length
+  return s.endpoints.length === 0 ? '<none>' : `${ready}/${s.endpoints.length}`
+}
+
+/** kubectl's layout: left-aligned columns, three spaces apart, no trailing spaces. */
+function table (head: string[], rows: string[][]): string[] {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd((w[i] ?? 0) + 3))).join('')
+  return [line(head), ...rows.map(line)]
+}

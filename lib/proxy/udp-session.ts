@@ -1,0 +1,246 @@
+import { createSocket, type Socket } from 'node:dgram'
+import type { Backend } from '../table/backend.js'
+import { type CloseReason, hostPort, observed } from './events.js'
+import type { DataPlaneContext, FrontendSpec } from './frontend.js'
+import type { ServicePortRuntime } from './runtime.js'
+
+/**
+ * Datagrams held per session while its upstream socket is still connecting (one tick or so).
+ * Both bounds apply; the byte bound leaves room for one maximal datagram (65,507 bytes) plus
+ * a few small ones, so a first datagram of any legal size is never refused.
+ */
+export const PENDING_MAX_DATAGRAMS = 8
+export const PENDING_MAX_BYTES = 128 * 1024
+
+/**
+ * Replies waiting in the service socket's send queue. libuv queues a send the kernel refused
+ * with EAGAIN; past this many bytes a reply is dropped (and counted) instead of queued, so a
+ * stuck socket cannot grow memory without bound.
+ */
+export const SEND_QUEUE_MAX_BYTES = 4 * 1024 * 1024
+
+export type DropReason = 'sessions-full' | 'no-endpoints' | 'queue-full' | 'send-queue-full' | 'session-ended'
+
+const kSession = Symbol('svcproxy.udpSession')
+
+interface SessionSocket extends Socket { [kSession]: Session }
+
+/** What a session needs from the frontend that owns it (implemented by UdpFrontend). */
+export interface SessionHost {
+  readonly spec: FrontendSpec
+  readonly ctx: DataPlaneContext
+  readonly rt: ServicePortRuntime
+  readonly boundPort: number
+  /** The service socket: replies leave from it, so the client sees VIP:port as their source. */
+  readonly socket: Socket
+  sessionStarted (s: Session): void
+  sessionEnded (s: Session): void
+  /** Counts dropped datagrams (and logs, rate-limited). */
+  drop (why: DropReason, n: number): void
+}
+
+/**
+ * One client address (ip:port) and the connected socket that carries its datagrams to the
+ * endpoint picked for it. Socket handlers are module-level functions that find the session
+ * through the socket, so a session allocates no closures.
+ */
+export class Session {
+  readonly id: number
+  readonly host: SessionHost
+  readonly rt: ServicePortRuntime
+  readonly clientIP: string
+  readonly clientPort: number
+  readonly backend: Backend
+  readonly sock: SessionSocket
+  readonly start: number
+  /** Date.now() of the last datagram either way; the frontend's sweep expires idle sessions. */
+  lastActive: number
+  connected = false
+  closed = false
+  readonly pending: Buffer[] = []
+  pendingBytes = 0
+  bytesIn = 0
+  bytesOut = 0
+
+  constructor (id: number, host: SessionHost, clientIP: string, clientPort: number, backend: Backend, sock: SessionSocket) {
+    this.id = id
+    this.host = host
+    this.rt = host.rt
+    this.clientIP = clientIP
+    this.clientPort = clientPort
+    this.backend = backend
+    this.sock = sock
+    this.start = Date.now()
+    this.lastActive = this.start
+  }
+}
+
+/**
+ * Starts a session for a new client address: picks an endpoint with the service port's
+ * balancer (affinity included) and connects a socket to it. Returns null when there is no
+ * endpoint (the datagram is dropped and counted, as kube-proxy dropped it).
+ */
+export function openSession (host: SessionHost, clientIP: string, clientPort: number): Session | null {
+  const rt = host.rt
+  const b = rt.balancer.pick(clientIP, false, host.spec.local ? rt.localEndpoints : undefined)
+  if (b === undefined) {
+    rt.noEndpoints++
+    host.drop('no-endpoints', 1)
+    return null
+  }
+  const sock = createSocket({ type: b.ip.includes(':') ? 'udp6' : 'udp4' }) as SessionSocket
+  const s = new Session(host.ctx.nextConnectionId(), host, clientIP, clientPort, b, sock)
+  sock[kSession] = s
+  sock.on('connect', onConnect)
+  sock.on('message', onBackendMessage)
+  sock.on('error', onBackendError)
+  rt.accepted++
+  rt.udpSessionsActive++
+  b.accepted++
+  b.active++
+  host.sessionStarted(s)
+  const ev = host.ctx.events
+  if (observed(ev, 'accept')) ev.emit('accept', baseEvent(s))
+  try {
+    // A connected socket: the kernel delivers only the endpoint's datagrams to it, and an
+    // ICMP port-unreachable from the endpoint surfaces as ECONNREFUSED (onBackendError).
+    sock.connect(b.port, b.ip)
+  } catch (err) {
+    failed(s, (err as Error).message)
+    return null
+  }
+  return s
+}
+
+/** A datagram from the session's client. */
+export function forwardUp (s: Session, msg: Buffer): void {
+  s.lastActive = Date.now()
+  if (s.connected) {
+    sendUp(s, msg)
+    return
+  }
+  if (s.pending.length >= PENDING_MAX_DATAGRAMS || s.pendingBytes + msg.length > PENDING_MAX_BYTES) {
+    s.host.drop('queue-full', 1)
+    return
+  }
+  s.pending.push(msg)
+  s.pendingBytes += msg.length
+}
+
+function sendUp (s: Session, msg: Buffer): void {
+  const n = msg.length
+  const rt = s.rt
+  rt.udpDatagramsUp++
+  rt.bytesUp += n
+  const b = s.backend
+  b.udpDatagramsUp++
+  b.bytesUp += n
+  s.bytesIn += n
+  // No callback: a send error (the rare refusal the kernel reports on send rather than on
+  // receive) is dropped like a lost datagram; a refusing endpoint keeps refusing, and the
+  // next ICMP error reaches onBackendError.
+  s.sock.send(msg)
+}
+
+function onConnect (this: SessionSocket): void {
+  const s = this[kSession]
+  if (s.closed) return
+  s.connected = true
+  const ev = s.host.ctx.events
+  if (observed(ev, 'endpoint')) ev.emit('endpoint', { ...baseEvent(s), endpoint: s.backend.key, attempt: 0 })
+  const q = s.pending
+  for (let i = 0; i < q.length; i++) sendUp(s, q[i] as Buffer)
+  q.length = 0
+  s.pendingBytes = 0
+}
+
+// A reply: sent from the service socket to the client address, so its source is VIP:port.
+function onBackendMessage (this: SessionSocket, msg: Buffer): void {
+  const s = this[kSession]
+  if (s.closed) return
+  s.lastActive = Date.now()
+  const host = s.host
+  const out = host.socket
+  if (out.getSendQueueSize() > SEND_QUEUE_MAX_BYTES) {
+    host.drop('send-queue-full', 1)
+    return
+  }
+  const n = msg.length
+  const rt = s.rt
+  rt.udpDatagramsDown++
+  rt.bytesDown += n
+  const b = s.backend
+  b.udpDatagramsDown++
+  b.bytesDown += n
+  s.bytesOut += n
+  out.send(msg, s.clientPort, s.clientIP)
+}
+
+/**
+ * ECONNREFUSED (the endpoint's ICMP port-unreachable) or any other socket error ends the
+ * session, and the client's affinity pin with it: the client's next datagram opens a new
+ * session on whatever endpoint the balancer picks then, not the failed one again.
+ */
+function onBackendError (this: SessionSocket, err: NodeJS.ErrnoException): void {
+  const s = this[kSession]
+  if (s.closed) return
+  if (!s.connected) {
+    failed(s, err.message)
+    return
+  }
+  s.rt.balancer.unpin(s.clientIP)
+  s.host.ctx.logger.debug({ service: s.rt.id, endpoint: s.backend.key, code: err.code }, 'UDP session ended: endpoint error')
+  endSession(s, 'backend-error')
+}
+
+/** The upstream socket could not be set up (bind or connect failed: EMFILE and the like). */
+function failed (s: Session, error: string): void {
+  const b = s.backend
+  s.rt.dialFailures++
+  b.dialFailures++
+  s.rt.balancer.unpin(s.clientIP)
+  const ev = s.host.ctx.events
+  if (observed(ev, 'dialFailed')) ev.emit('dialFailed', { ...baseEvent(s), endpoint: b.key, attempt: 0, error })
+  endSession(s, 'dial-failed')
+}
+
+/** Ends a session: closes its upstream socket, drops what it still held, reports it. */
+export function endSession (s: Session, reason: CloseReason): void {
+  if (s.closed) return
+  s.closed = true
+  s.rt.udpSessionsActive--
+  s.backend.active--
+  if (s.pending.length > 0) {
+    s.host.drop('session-ended', s.pending.length)
+    s.pending.length = 0
+    s.pendingBytes = 0
+  }
+  try {
+    s.sock.close()
+  } catch {
+    // Already closed: nothing left to release.
+  }
+  s.host.sessionEnded(s)
+  const ev = s.host.ctx.events
+  if (observed(ev, 'close')) {
+    ev.emit('close', {
+      ...baseEvent(s),
+      endpoint: s.backend.key,
+      bytesIn: s.bytesIn,
+      bytesOut: s.bytesOut,
+      durationMs: Date.now() - s.start,
+      reason,
+    })
+  }
+}
+
+function baseEvent (s: Session): { id: number, service: string, port: string, protocol: 'UDP', client: string, frontend: string } {
+  return {
+    id: s.id,
+    service: `${s.rt.namespace}/${s.rt.service}`,
+    port: s.rt.portLabel,
+    protocol: 'UDP',
+    client: hostPort(s.clientIP, s.clientPort),
+    frontend: hostPort(s.host.spec.host, s.host.boundPort),
+  }
+}

@@ -1,0 +1,68 @@
+// The last-known-good snapshot (--state-file): what a node serves when Redis is unreachable at
+// start or comes back empty. Records are kept as the store's own JSON text, so loading goes
+// through the same per-record validation as a list from Redis.
+
+import { randomBytes } from 'node:crypto'
+import { open, readFile, rename, unlink } from 'node:fs/promises'
+import { dirname, basename, join } from 'node:path'
+
+export const STATE_FORMAT = 'svcproxy/redis-state@1'
+
+export interface StateSnapshot {
+  epoch: string
+  revision: number
+  /** `Kind/ns/name` → stored JSON text. */
+  records: Map<string, string>
+}
+
+/**
+ * Atomic: a reader (or a crash) sees the old file or the new one, never half of one. Written
+ * 0600 because it mirrors the store, which may hold what operators keep private.
+ */
+export async function writeStateFile (path: string, snap: StateSnapshot): Promise<void> {
+  const body = JSON.stringify({
+    format: STATE_FORMAT,
+    epoch: snap.epoch,
+    revision: snap.revision,
+    writtenAt: new Date().toISOString(),
+    objects: Object.fromEntries(snap.records),
+  })
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`)
+  const fh = await open(tmp, 'w', 0o600)
+  try {
+    await fh.writeFile(body)
+    await fh.sync() // the rename must not land before the bytes do
+  } catch (err) {
+    await fh.close().catch(() => {})
+    await unlink(tmp).catch(() => {})
+    throw err
+  }
+  await fh.close()
+  try {
+    await rename(tmp, path)
+  } catch (err) {
+    await unlink(tmp).catch(() => {})
+    throw err
+  }
+}
+
+/** null when there is no file; throws when it exists but is not a state file. */
+export async function readStateFile (path: string): Promise<StateSnapshot | null> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
+    throw err
+  }
+  const v: unknown = JSON.parse(text)
+  if (typeof v !== 'object' || v === null) throw new Error('not a JSON object')
+  const o = v as Record<string, unknown>
+  if (o.format !== STATE_FORMAT) throw new Error(`expected format "${STATE_FORMAT}", got ${JSON.stringify(o.format)}`)
+  if (typeof o.epoch !== 'string' || typeof o.revision !== 'number' || typeof o.objects !== 'object' || o.objects === null) {
+    throw new Error('expected epoch, revision and objects')
+  }
+  const records = new Map<string, string>()
+  for (const [k, t] of Object.entries(o.objects as Record<string, unknown>)) if (typeof t === 'string') records.set(k, t)
+  return { epoch: o.epoch, revision: o.revision, records }
+}

@@ -1,0 +1,140 @@
+// Where the store is: one URL names a standalone server, a Sentinel group or a Cluster, the
+// three topologies ioredis supports. Everything that prints a URL goes through redactUrl.
+
+import { Cluster, Redis, type RedisOptions } from 'ioredis'
+import { ConfigError } from '../errors.js'
+
+/** The client type the store and the source use; both classes share the command API. */
+export type RedisClient = Redis | Cluster
+
+export interface ConnectOptions {
+  /** Name shown by CLIENT LIST (the tests find the source's connections by it). */
+  connectionName?: string
+  /**
+   * CLI writers give up after a few attempts instead of reconnecting forever;
+   * daemons keep retrying with backoff.
+   */
+  failFast?: boolean
+}
+
+export interface ParsedRedisUrl {
+  mode: 'standalone' | 'sentinel' | 'cluster'
+  /** standalone: the URL as given (ioredis parses it, including rediss:// for TLS). */
+  url: string
+  hosts: Array<{ host: string, port: number }>
+  /** sentinel: the master group name. */
+  name: string
+  username: string
+  password: string
+  db: number
+  tls: boolean
+}
+
+/**
+ * redis://[user:pass@]host:port[/db], rediss://... (TLS),
+ * redis+sentinel://[user:pass@]h1:26379,h2:26379/MASTER[/db], redis+cluster://[user:pass@]h1:7000,h2:7001
+ * (rediss+sentinel / rediss+cluster for TLS).
+ */
+export function parseRedisUrl (url: string): ParsedRedisUrl {
+  const m = /^(rediss?)(?:\+(sentinel|cluster))?:\/\/(?:([^@/]*)@)?([^/?#]+)(\/[^?#]*)?$/.exec(url.trim())
+  if (m === null) throw new ConfigError(`--redis: expected redis://HOST:PORT, rediss://, redis+sentinel:// or redis+cluster://, got "${redactUrl(url)}"`)
+  const [, scheme = 'redis', topo, auth = '', hostList = '', path = ''] = m
+  let username = ''
+  let password = ''
+  if (auth !== '') {
+    const i = auth.indexOf(':')
+    username = decodeURIComponent(i < 0 ? auth : auth.slice(0, i))
+    password = i < 0 ? '' : decodeURIComponent(auth.slice(i + 1))
+  }
+  const defaultPort = topo === 'sentinel' ? 26379 : 6379
+  const hosts = hostList.split(',').map((h) => {
+    const hm = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(h)
+    const port = Number(hm?.[2] ?? defaultPort)
+    if (hm === null || port < 1 || port > 65535) throw new ConfigError(`--redis: bad host "${h}" in "${redactUrl(url)}"`)
+    return { host: (hm[1] ?? '').replace(/^\[|\]$/g, ''), port }
+  })
+  const parts = path.split('/').filter((s) => s !== '')
+  let name = ''
+  if (topo === 'sentinel') {
+    name = parts.shift() ?? ''
+    if (name === '') throw new ConfigError(`--redis: a sentinel URL needs the master name as its path (redis+sentinel://h1:26379/mymaster), got "${redactUrl(url)}"`)
+  }
+  const dbText = parts[0] ?? '0'
+  const db = Number(dbText)
+  if (!/^\d+$/.test(dbText) || parts.length > 1) throw new ConfigError(`--redis: expected a database number as the URL path, got "${redactUrl(url)}"`)
+  return { mode: topo === 'sentinel' ? 'sentinel' : topo === 'cluster' ? 'cluster' : 'standalone', url, hosts, name, username, password, db, tls: scheme === 'rediss' }
+}
+
+/** The URL with any password replaced by ***, for logs, errors and --help. */
+export function redactUrl (url: string): string {
+  return url.replace(/^([a-z+]+:\/\/)([^@/]*)@/i, (_all, scheme: string, auth: string) => {
+    const i = auth.indexOf(':')
+    return i < 0 ? `${scheme}${auth}@` : `${scheme}${auth.slice(0, i)}:***@`
+  })
+}
+
+/** ioredis' own default backoff (exponential, capped, with jitter) so that nodes do not reconnect in lockstep. */
+export function backoffMs (attempt: number, capMs = 5000): number {
+  return Math.min(50 * 2 ** Math.min(attempt, 10), capMs) + Math.floor(Math.random() * 200)
+}
+
+/**
+ * A client that fails commands at once while disconnected (no offline queue, no resend):
+ * the store and the source decide themselves what to retry, so nothing is replayed twice.
+ */
+export function createClient (url: string, opts: ConnectOptions = {}): RedisClient {
+  const p = parseRedisUrl(url)
+  const common: RedisOptions = {
+    connectionName: opts.connectionName,
+    enableOfflineQueue: opts.failFast === true,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    connectTimeout: 5000,
+    retryStrategy: (n: number) => (opts.failFast === true && n > 2 ? null : backoffMs(n)),
+    ...(p.username !== '' ? { username: p.username } : {}),
+    ...(p.password !== '' ? { password: p.password } : {}),
+    ...(p.tls ? { tls: {} } : {}),
+  }
+  let client: RedisClient
+  if (p.mode === 'cluster') {
+    client = new Cluster(p.hosts, {
+      redisOptions: common,
+      enableOfflineQueue: common.enableOfflineQueue,
+      clusterRetryStrategy: (n: number) => (opts.failFast === true && n > 2 ? null : backoffMs(n)),
+    })
+  } else if (p.mode === 'sentinel') {
+    client = new Redis({ ...common, sentinels: p.hosts, name: p.name, db: p.db, ...(p.password !== '' ? { sentinelPassword: p.password } : {}) })
+  } else {
+    client = new Redis(url, common)
+  }
+  // ioredis prints "Unhandled error event" without a listener; callers attach their own logging too.
+  client.on('error', () => {})
+  return client
+}
+
+/** Resolves once the client is ready, false after `timeoutMs` (or when it gave up for good). */
+export function waitReady (client: RedisClient, timeoutMs: number): Promise<boolean> {
+  if (client.status === 'ready') return Promise.resolve(true)
+  if (client.status === 'end') return Promise.resolve(false)
+  return new Promise((resolve) => {
+    const done = (ok: boolean): void => {
+      clearTimeout(timer)
+      client.off('ready', onReady)
+      client.off('end', onEnd)
+      resolve(ok)
+    }
+    const onReady = (): void => { done(true) }
+    const onEnd = (): void => { done(false) }
+    const timer = setTimeout(() => { done(client.status === 'ready') }, timeoutMs)
+    client.on('ready', onReady)
+    client.on('end', onEnd)
+  })
+}
+
+/** Closes without waiting on a dead server (QUIT would hang until the command times out). */
+export async function closeClient (client: RedisClient): Promise<void> {
+  if (client.status === 'ready') {
+    await Promise.race([client.quit().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 500))])
+  }
+  client.disconnect()
+}

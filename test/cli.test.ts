@@ -1,0 +1,130 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { request } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { fetchAll, nameServer, svcWithEndpoints, until } from './helpers.js'
+
+const root = new URL('..', import.meta.url).pathname
+
+interface Run { code: number | null, stdout: string, stderr: string }
+
+/** Runs the CLI from its TypeScript source, as a user would run bin/svcproxy. */
+function cli (args: string[]): ChildProcess {
+  return spawn(process.execPath, [...process.execArgv, join(root, 'bin/svcproxy.ts'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+}
+
+async function runToEnd (args: string[]): Promise<Run> {
+  const child = cli(args)
+  let stdout = ''
+  let stderr = ''
+  child.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
+  const [code] = await once(child, 'exit') as [number | null]
+  return { code, stdout, stderr }
+}
+
+/** Admin listeners on ephemeral ports, so a test daemon never collides with a real one. */
+function adminFlags (): string[] {
+  return ['--healthz-bind-address', '127.0.0.1:0', '--metrics-bind-address', '127.0.0.1:0']
+}
+
+function get (url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    request(url, { agent: false }, (res) => {
+      let body = ''
+      res.on('data', (d: Buffer) => { body += d.toString() })
+      res.on('end', () => resolve(body))
+    }).on('error', reject).end()
+  })
+}
+
+t.test('validate: the shipped examples are valid', async (t) => {
+  for (const f of ['gsw-k8s-3-service.json', 'httpd-svc.json', 'mysql.json']) {
+    const r = await runToEnd(['validate', '-f', join(root, 'examples', f)])
+    t.equal(r.code, 0, `${f}: ${r.stderr}`)
+    t.match(r.stdout, /valid \(/)
+  }
+})
+
+t.test('validate: every error with file, object, path and expectation; exit 1', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'svcproxy-cli-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const file = join(dir, 'bad.json')
+  await writeFile(file, JSON.stringify([
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'a' }, spec: { ports: [{ port: 70000 }] } },
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'b', namespace: 'prod' }, spec: { ports: [{ port: 80, protocol: 'SCTP' }] } },
+  ]))
+  const r = await runToEnd(['validate', '-f', file])
+  t.equal(r.code, 1)
+  const lines = r.stderr.trim().split('\n')
+  t.equal(lines.length, 2, 'one line per error')
+  t.match(lines[0], `${file}: Service default/a: spec.ports[0].port: `)
+  t.match(lines[1], `${file}: Service prod/b: spec.ports[0].protocol: `)
+  t.match(lines[1], /SCTP/)
+})
+
+t.test('unknown flags and missing files: one clear line, non-zero exit', async (t) => {
+  const r1 = await runToEnd(['validate', '--no-such-flag'])
+  t.equal(r1.code, 2)
+  t.match(r1.stderr, /Unknown option '--no-such-flag'/)
+  t.equal(r1.stderr.trim().split('\n').length, 1)
+  const r2 = await runToEnd(['validate', '-f', '/nonexistent/x.json'])
+  t.not(r2.code, 0)
+  t.match(r2.stderr, /\/nonexistent\/x\.json/)
+  const r3 = await runToEnd(['run', '--config', '/nonexistent/x.json', ...adminFlags()])
+  t.not(r3.code, 0)
+  t.equal(r3.stderr.trim().split('\n').length, 1, r3.stderr)
+  const r4 = await runToEnd(['run', '--config', join(root, 'examples/mysql.json'), '--udp-timeout', 'soon', ...adminFlags()])
+  t.equal(r4.code, 2)
+  t.match(r4.stderr, /--udp-timeout: expected a duration/)
+})
+
+t.test('--help documents every flag of a command', async (t) => {
+  const r = await runToEnd(['run', '--help'])
+  t.equal(r.code, 0)
+  for (const flag of ['--config', '--bind-address', '--hostname-override', '--nodeport-addresses', '--service-cluster-ip-range', '--udp-timeout', '--log-level', '--shutdown-grace']) {
+    t.match(r.stdout, flag)
+  }
+  const top = await runToEnd(['--help'])
+  t.match(top.stdout, /Commands:/)
+})
+
+t.test('run --config serves the file and follows an edit; SIGTERM exits 0', async (t) => {
+  const a = await nameServer(t, 'a', '127.0.7.1')
+  const b = await nameServer(t, 'b', '127.0.7.2')
+  const dir = await mkdtemp(join(tmpdir(), 'svcproxy-run-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const file = join(dir, 'svc.json')
+  const port = 20000 + Math.floor(Math.random() * 5000)
+  await writeFile(file, JSON.stringify(svcWithEndpoints('web', '127.50.2.1', port, [{ ip: '127.0.7.1', port: a.port }])))
+  const child = cli(['run', '--config', file, '--log-level', 'warn', ...adminFlags()])
+  let stderr = ''
+  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
+  t.teardown(() => child.kill('SIGKILL'))
+  t.ok(await until(() => stderr.includes('serving'), 60000), 'daemon started')
+  t.equal(await fetchAll('127.50.2.1', port), 'a')
+  await writeFile(file, JSON.stringify(svcWithEndpoints('web', '127.50.2.1', port, [{ ip: '127.0.7.2', port: b.port }])))
+  t.ok(await until(async () => (await fetchAll('127.50.2.1', port)) === 'b', 5000), 'edit applied')
+  child.kill('SIGTERM')
+  const [code] = await once(child, 'exit') as [number | null]
+  t.equal(code, 0)
+})
+
+t.test('demo: three pods answer round-robin through the Service', async (t) => {
+  const port = 20000 + Math.floor(Math.random() * 5000)
+  const child = cli(['demo', '--port', String(port), '--log-level', 'warn', ...adminFlags()])
+  let stdout = ''
+  child.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
+  t.teardown(() => child.kill('SIGKILL'))
+  t.ok(await until(() => stdout.includes('Try:'), 60000), 'demo started')
+  t.match(stdout, `curl -s http://127.96.0.80:${port}/`)
+  const got: string[] = []
+  for (let i = 0; i < 4; i++) got.push((await get(`http://127.96.0.80:${port}/`)).trim())
+  t.same(got, ['hello-7d4b9-a1', 'hello-7d4b9-b2', 'hello-7d4b9-c3', 'hello-7d4b9-a1'])
+  child.kill('SIGINT')
+  const [code] = await once(child, 'exit') as [number | null]
+  t.equal(code, 0)
+})
