@@ -5,7 +5,7 @@ import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { fetchAll, nameServer, svcWithEndpoints, until } from './helpers.js'
+import { fetchAll, nameServer, svcWithEndpoints, until, cliCommand } from './helpers.js'
 
 const root = new URL('..', import.meta.url).pathname
 
@@ -13,7 +13,7 @@ interface Run { code: number | null, stdout: string, stderr: string }
 
 /** Runs the CLI from its TypeScript source, as a user would run bin/svcproxy. */
 function cli (args: string[]): ChildProcess {
-  return spawn(process.execPath, [...process.execArgv, join(root, 'bin/svcproxy.ts'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+  return spawn(...cliCommand(...args), { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
 }
 
 async function runToEnd (args: string[]): Promise<Run> {

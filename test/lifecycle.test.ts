@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { parseExposition, valueOf } from './exposition.js'
-import { fetchAll, listen, svcWithEndpoints, until } from './helpers.js'
+import { fetchAll, listen, svcWithEndpoints, until, cliCommand } from './helpers.js'
 
 const root = new URL('..', import.meta.url).pathname
 
@@ -16,7 +16,7 @@ interface T { teardown: (fn: () => unknown) => void }
 interface Daemon { child: ChildProcess, stdout: () => string, stderr: () => string, metrics: string, healthz: string, exit: Promise<number | null> }
 
 function cli (args: string[]): ChildProcess {
-  return spawn(process.execPath, [...process.execArgv, join(root, 'bin/svcproxy.ts'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+  return spawn(...cliCommand(...args), { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
 }
 
 async function runToEnd (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {

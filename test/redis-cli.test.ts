@@ -6,6 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
+import { main } from '../lib/cli/main.js'
 import { storeKeys } from '../lib/store/schema.js'
 import { fetchAll, nameServer, until } from './helpers.js'
 import { freePort, startRedis } from './redis-helpers.js'
@@ -29,6 +30,24 @@ async function runToEnd (args: string[], env: NodeJS.ProcessEnv = {}): Promise<R
   return { code, stdout, stderr }
 }
 
+/**
+ * The same CLI in-process (main() is what bin/svcproxy.ts calls): spawning costs seconds per
+ * run under the TypeScript loader, so only the daemon and one apply go through a process.
+ */
+async function cmd (args: string[], env: Record<string, string> = {}): Promise<Run> {
+  let stdout = ''
+  let stderr = ''
+  const saved = process.env.REDIS_URL
+  process.env.REDIS_URL = env.REDIS_URL ?? ''
+  try {
+    const code = await main(args, { out: (l) => { stdout += `${l}\n` }, err: (l) => { stderr += `${l}\n` } })
+    return { code, stdout, stderr }
+  } finally {
+    if (saved === undefined) delete process.env.REDIS_URL
+    else process.env.REDIS_URL = saved
+  }
+}
+
 async function tmp (t: { teardown: (fn: () => unknown) => void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'svcproxy-redis-cli-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
@@ -50,33 +69,33 @@ t.test('apply, get, delete against a password-protected store; the password is n
   t.equal(applied.stdout, 'service/web created\nendpoints/web created\nservice/api -n prod created\n')
   t.match(applied.stderr, /revision 1/)
 
-  const again = await runToEnd(['apply', '-f', file], { REDIS_URL: r.url })
+  const again = await cmd(['apply', '-f', file], { REDIS_URL: r.url })
   t.equal(again.code, 0, again.stderr)
   t.match(again.stdout, /service\/web unchanged/)
 
-  const table = await runToEnd(['get', 'services', '--redis', r.url])
+  const table = await cmd(['get', 'services', '--redis', r.url])
   t.equal(table.code, 0, table.stderr)
   const lines = table.stdout.trim().split('\n')
   t.match(lines[0], /^NAMESPACE\s+NAME\s+TYPE\s+CLUSTER-IP\s+EXTERNAL-IP\s+PORT\(S\)$/)
   t.match(lines[1], /^default\s+web\s+ClusterIP\s+127\.96\.\d+\.\d+\s+<none>\s+80\/TCP$/)
   t.match(lines[2], /^prod\s+api\s+ClusterIP/)
 
-  const ns = await runToEnd(['get', 'svc', '-n', 'prod', '--redis', r.url])
+  const ns = await cmd(['get', 'svc', '-n', 'prod', '--redis', r.url])
   t.match(ns.stdout, /^NAME\s+TYPE/)
   t.notMatch(ns.stdout, /web/)
 
-  const json = await runToEnd(['get', 'endpoints', '-o', 'json', '--redis', r.url])
+  const json = await cmd(['get', 'endpoints', '-o', 'json', '--redis', r.url])
   const list = JSON.parse(json.stdout) as { kind: string, items: Array<{ metadata: { name: string } }> }
   t.same([list.kind, list.items.map((i) => i.metadata.name)], ['List', ['web']])
 
-  const del = await runToEnd(['delete', 'service', 'default/web', '--redis', r.url])
+  const del = await cmd(['delete', 'service', 'default/web', '--redis', r.url])
   t.equal(del.code, 0, del.stderr)
   t.equal(del.stdout, 'service/web deleted\n')
-  const missing = await runToEnd(['delete', 'pod', 'default/nope', '--redis', r.url])
+  const missing = await cmd(['delete', 'pod', 'default/nope', '--redis', r.url])
   t.equal(missing.code, 1)
   t.match(missing.stderr, /pod\/nope not found/)
 
-  const wrong = await runToEnd(['get', 'services', '--redis', `redis://:${secret}x@127.0.0.1:${r.port}`])
+  const wrong = await cmd(['get', 'services', '--redis', `redis://:${secret}x@127.0.0.1:${r.port}`])
   t.equal(wrong.code, 1)
   for (const out of [applied, again, table, ns, json, del, missing, wrong]) {
     t.notOk(out.stdout.includes(secret) || out.stderr.includes(secret), 'no password in the output')
@@ -88,18 +107,18 @@ t.test('an invalid file writes nothing; an unreachable store fails fast with one
   const dir = await tmp(t)
   const bad = join(dir, 'bad.json')
   await writeFile(bad, JSON.stringify([svc('ok'), { apiVersion: 'v1', kind: 'Service', metadata: { name: 'x' }, spec: { ports: [{ port: 70000 }] } }]))
-  const res = await runToEnd(['apply', '-f', bad, '--redis', r.url])
+  const res = await cmd(['apply', '-f', bad, '--redis', r.url])
   t.equal(res.code, 1)
   t.match(res.stderr, `${bad}: Service default/x: spec.ports[0].port`)
   const redis = await r.client()
   t.equal(await redis.exists(storeKeys().rev, storeKeys().objects, storeKeys().feed), 0, 'nothing written')
 
   await r.stop()
-  const down = await runToEnd(['apply', '-f', bad.replace('bad', 'none'), '--redis', r.url])
+  const down = await cmd(['apply', '-f', bad.replace('bad', 'none'), '--redis', r.url])
   t.not(down.code, 0)
   const good = join(dir, 'good.json')
   await writeFile(good, JSON.stringify([svc('ok')]))
-  const down2 = await runToEnd(['apply', '-f', good, '--redis', r.url])
+  const down2 = await cmd(['apply', '-f', good, '--redis', r.url])
   t.equal(down2.code, 1)
   t.match(down2.stderr, /svcproxy apply: redis:\/\/127\.0\.0\.1:\d+: /)
   t.equal(down2.stderr.trim().split('\n').length, 1, down2.stderr)
@@ -113,7 +132,7 @@ t.test('run --redis serves the store and follows it', async (t) => {
   const dir = await tmp(t)
   const file = join(dir, 'web.json')
   await writeFile(file, JSON.stringify([svc('web', port), eps('web', '127.0.5.1', a.port)]))
-  t.equal((await runToEnd(['apply', '-f', file, '--redis', r.url])).code, 0)
+  t.equal((await cmd(['apply', '-f', file, '--redis', r.url])).code, 0)
 
   const daemon = cli(['run', '--healthz-bind-address', '127.0.0.1:0', '--metrics-bind-address', '127.0.0.1:0', '--state-file', join(dir, 'state.json')], { REDIS_URL: r.url })
   let out = ''
@@ -122,12 +141,12 @@ t.test('run --redis serves the store and follows it', async (t) => {
   t.teardown(() => { daemon.kill('SIGKILL') })
   t.ok(await until(() => out.includes('listed the store'), 15_000), out)
 
-  const get = await runToEnd(['get', 'services', '-o', 'json', '--redis', r.url])
+  const get = await cmd(['get', 'services', '-o', 'json', '--redis', r.url])
   const ip = (JSON.parse(get.stdout) as { items: Array<{ spec: { clusterIP: string } }> }).items[0]?.spec.clusterIP ?? ''
   t.ok(await until(async () => (await fetchAll(ip, port)) === 'a', 10_000), 'routed to a')
 
   await writeFile(file, JSON.stringify([eps('web', '127.0.5.2', b.port)]))
-  t.equal((await runToEnd(['apply', '-f', file, '--redis', r.url])).code, 0)
+  t.equal((await cmd(['apply', '-f', file, '--redis', r.url])).code, 0)
   t.ok(await until(async () => (await fetchAll(ip, port)) === 'b', 10_000), 'follows the change')
 
   const exited = once(daemon, 'exit')

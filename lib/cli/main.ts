@@ -82,12 +82,13 @@ async function validate (values: FlagValues, positionals: string[], io: Io): Pro
   }
 }
 
-function makeLogger (values: FlagValues): Logger {
+/** Logs are pino JSON; `toStderr` keeps stdout for what a person reads (demo, get). */
+function makeLogger (values: FlagValues, toStderr = false): Logger {
   const level = str(values, 'log-level') ?? 'info'
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) {
     throw new ConfigError(`--log-level: expected fatal, error, warn, info, debug, trace or silent, got "${level}"`)
   }
-  return pino({ level, base: { pid: process.pid } })
+  return pino({ level, base: { pid: process.pid } }, pino.destination(toStderr ? 2 : 1))
 }
 
 function proxyOptions (values: FlagValues, logger: Logger): ProxyOptions {
@@ -133,7 +134,7 @@ async function run (values: FlagValues, io: Io): Promise<number> {
 }
 
 async function demo (values: FlagValues, io: Io): Promise<number> {
-  const logger = makeLogger(values)
+  const logger = makeLogger(values, true)
   const graceMs = parseDuration(str(values, 'shutdown-grace') ?? '30s', '--shutdown-grace')
   const port = int(values, 'port', 1, 65535)
   const pods = await startDemoPods()

@@ -71,6 +71,8 @@ export class RedisStore {
   private readonly opts: StoreOptions
   /** Last connection error ioredis reported: commands only say "max retries", this says why. */
   private lastConnError = ''
+  /** Stored services already validated, by key, with the text they were parsed from. */
+  private parsed = new Map<string, { text: string, obj: KubeObject }>()
 
   constructor (opts: StoreOptions) {
     this.opts = opts
@@ -200,13 +202,19 @@ export class RedisStore {
   private tableOf (state: WriteState, warnings: string[]): Table {
     const table = new Table({ serviceClusterIPRange: this.opts.serviceClusterIPRange, serviceNodePortRange: this.opts.serviceNodePortRange })
     const svcs: KubeObject[] = []
+    const seen = new Map<string, { text: string, obj: KubeObject }>()
     for (const [key, text] of state.services) {
       try {
-        svcs.push(decodeRecord(key, text))
+        // A long-lived writer (library, bench) re-reads the same services on every apply; parse each text once.
+        const hit = this.parsed.get(key)
+        const obj = hit !== undefined && hit.text === text ? hit.obj : decodeRecord(key, text)
+        seen.set(key, { text, obj })
+        svcs.push(obj)
       } catch (err) {
         warnings.push(`skipping unreadable stored record ${key}: ${(err as Error).message.split('\n').slice(1).join('; ') || (err as Error).message}`)
       }
     }
+    this.parsed = seen
     try {
       table.write(svcs, [], 'redis')
     } catch (err) {
