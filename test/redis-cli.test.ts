@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { main } from '../lib/cli/main.js'
 import { storeKeys } from '../lib/store/schema.js'
-import { fetchAll, nameServer, until } from './helpers.js'
+import { cliCommand, fetchAll, nameServer, until } from './helpers.js'
 import { freePort, startRedis } from './redis-helpers.js'
 
 const root = new URL('..', import.meta.url).pathname
@@ -17,7 +17,7 @@ interface Run { code: number | null, stdout: string, stderr: string }
 
 function cli (args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   const clean = { ...process.env, REDIS_URL: '', ...env }
-  return spawn(process.execPath, [...process.execArgv, join(root, 'bin/svcproxy.ts'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: clean })
+  return spawn(...cliCommand(...args), { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: clean })
 }
 
 async function runToEnd (args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
