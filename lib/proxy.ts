@@ -9,6 +9,7 @@ import { SyncStats } from './admin/sync-stats.js'
 import { DataPlane } from './proxy/dataplane.js'
 import type { ProxyEventMap } from './proxy/events.js'
 import type { FrontendKind, FrontendState } from './proxy/frontend.js'
+import { ConnectionLimits, MAX_CONNECTIONS_LIMIT } from './proxy/limits.js'
 import { cidrContains, parseCidr } from './util/cidr.js'
 import { type ObjectRef, Table } from './table/table.js'
 
@@ -33,6 +34,14 @@ export interface ProxyOptions {
   udpTimeoutMs?: number
   /** --udp-max-sessions per service port. */
   udpMaxSessions?: number
+  /**
+   * --max-connections: TCP connections open at once across every service port; beyond it a new
+   * connection is reset at once and counted. 0 or absent: no limit. Per service: annotation
+   * svcproxy.io/max-connections (applies to each of its ports).
+   */
+  maxConnections?: number
+  /** --tcp-idle-timeout in ms: established TCP connections with no bytes either way this long are closed. 0 or absent: off (kube-proxy's default). */
+  tcpIdleTimeoutMs?: number
 }
 
 export interface ApplyResult {
@@ -115,6 +124,8 @@ export class Proxy extends EventEmitter<ProxyEventMap> {
   readonly hostname: string
   /** Sync duration histogram, last sync time and errors; /metrics reads it at scrape time. */
   readonly syncStats = new SyncStats()
+  /** Connection limits and counters (--max-connections, rejections, accept failures). */
+  readonly limits: ConnectionLimits
   private queue: Promise<unknown> = Promise.resolve()
   private connectionIds = 0
   private closed = false
@@ -129,6 +140,13 @@ export class Proxy extends EventEmitter<ProxyEventMap> {
       ? opts.nodePortAddresses.map((c) => parseCidr(c, '--nodeport-addresses'))
       : null
     const bindAddress = opts.bindAddress ?? '0.0.0.0'
+    const maxConnections = opts.maxConnections ?? 0
+    if (!Number.isInteger(maxConnections) || maxConnections < 0 || maxConnections > MAX_CONNECTIONS_LIMIT) {
+      throw new ConfigError(`maxConnections: expected an integer 0-${MAX_CONNECTIONS_LIMIT}, got ${String(maxConnections)}`)
+    }
+    const tcpIdleTimeoutMs = opts.tcpIdleTimeoutMs ?? 0
+    if (!Number.isFinite(tcpIdleTimeoutMs) || tcpIdleTimeoutMs < 0) throw new ConfigError(`tcpIdleTimeoutMs: expected a duration in ms >= 0, got ${String(tcpIdleTimeoutMs)}`)
+    this.limits = new ConnectionLimits(maxConnections)
     const self = this
     this.dataplane = new DataPlane({
       algorithm: opts.loadBalancer ?? 'round-robin',
@@ -140,6 +158,8 @@ export class Proxy extends EventEmitter<ProxyEventMap> {
         ephemeralPorts: opts.ephemeralPorts ?? false,
         udpTimeoutMs: opts.udpTimeoutMs ?? DEFAULT_UDP_TIMEOUT_MS,
         udpMaxSessions: opts.udpMaxSessions ?? DEFAULT_UDP_MAX_SESSIONS,
+        limits: this.limits,
+        tcpIdleTimeoutMs,
         nextConnectionId: () => ++self.connectionIds,
       },
     })

@@ -17,6 +17,7 @@ const SERVICE_PORT: Array<[string, 'counter' | 'gauge', string, RtCounter]> = [
   ['svcproxy_connections_active', 'gauge', 'TCP connections open on the service port, dialing or established.', (rt) => rt.active],
   ['svcproxy_dial_failures_total', 'counter', 'Dial attempts to an endpoint that failed (refused, reset or timed out).', (rt) => rt.dialFailures],
   ['svcproxy_dial_retries_total', 'counter', 'Dial attempts moved on to the next endpoint after a failure.', (rt) => rt.dialRetries],
+  ['svcproxy_connections_rejected_total', 'counter', 'TCP connections reset at accept because --max-connections or the service\'s svcproxy.io/max-connections limit was reached.', (rt) => rt.rejectedLimit],
   ['svcproxy_no_endpoints_total', 'counter', 'Connections reset because the service port had no eligible endpoint.', (rt) => rt.noEndpoints],
   ['svcproxy_udp_sessions_active', 'gauge', 'UDP sessions (client address to endpoint) open on the service port.', (rt) => rt.udpSessionsActive],
   ['svcproxy_udp_drops_total', 'counter', 'UDP datagrams dropped: no endpoint, session limit reached, or send error.', (rt) => rt.udpDrops],
@@ -95,6 +96,8 @@ export async function renderMetrics ({ proxy, health, process: proc }: MetricsIn
   x.sample('', stats.errors)
   x.family('svcproxy_table_revision', 'gauge', 'Revision of the served table; increases by one per successful write.')
   x.sample('', proxy.table.revision)
+  x.family('svcproxy_accept_errors_total', 'counter', 'Accepts that failed for lack of file descriptors (EMFILE/ENFILE); the connection was closed at once and the listener kept serving.')
+  x.sample('', proxy.limits.acceptErrors)
   x.family('svcproxy_service_ports', 'gauge', 'Service ports in the table.')
   x.sample('', rts.length)
   const byState = { binding: 0, listening: 0, error: 0, closed: 0 }

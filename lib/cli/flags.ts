@@ -19,6 +19,8 @@ export const FLAGS: Record<string, OptionSpec & { commands: string[] }> = {
   'load-balancer': { type: 'string', arg: 'ALGO', default: 'round-robin', help: 'Default endpoint choice: round-robin or random. Per service: annotation svcproxy.io/load-balancer.', commands: ['run', 'demo'] },
   'udp-timeout': { type: 'string', arg: 'DURATION', default: '30s', help: 'Idle time after which a UDP session is closed, refreshed by traffic either way.', commands: ['run', 'demo'] },
   'udp-max-sessions': { type: 'string', arg: 'N', default: '10000', help: 'UDP sessions per service port; datagrams from new clients beyond it are dropped and counted.', commands: ['run', 'demo'] },
+  'max-connections': { type: 'string', arg: 'N', default: '0', help: 'TCP connections open at once across every service port; new ones beyond it are reset and counted (svcproxy_connections_rejected_total). 0: no limit. Per service: annotation svcproxy.io/max-connections.', commands: ['run', 'demo'] },
+  'tcp-idle-timeout': { type: 'string', arg: 'DURATION', default: '0s', help: 'Close established TCP connections that carried no bytes either way for this long. 0s: never (kube-proxy\'s behaviour).', commands: ['run', 'demo'] },
   'shutdown-grace': { type: 'string', arg: 'DURATION', default: '30s', help: 'On SIGTERM/SIGINT, how long established connections may finish before they are closed.', commands: ['run', 'demo'] },
   'log-level': { type: 'string', arg: 'LEVEL', default: 'info', help: 'pino level: fatal, error, warn, info, debug, trace or silent.', commands: ['run', 'demo', 'apply', 'delete'] },
   port: { type: 'string', arg: 'PORT', default: '8080', help: 'demo: the Service port.', commands: ['demo'] },

@@ -105,6 +105,8 @@ function proxyOptions (values: FlagValues, logger: Logger): ProxyOptions {
     serviceNodePortRange: str(values, 'service-node-port-range'),
     udpTimeoutMs: parseDuration(str(values, 'udp-timeout') ?? '30s', '--udp-timeout'),
     udpMaxSessions: int(values, 'udp-max-sessions', 1, 10_000_000),
+    maxConnections: int(values, 'max-connections', 0, 10_000_000),
+    tcpIdleTimeoutMs: parseDuration(str(values, 'tcp-idle-timeout') ?? '0s', '--tcp-idle-timeout'),
   }
 }
 

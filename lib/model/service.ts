@@ -7,6 +7,9 @@ import type { Service, ServicePort, ServiceType, TrafficPolicy } from './types.j
 const SERVICE_TYPES: readonly ServiceType[] = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName']
 const DEFAULT_AFFINITY_TIMEOUT = 10800
 const MAX_AFFINITY_TIMEOUT = 86400
+/** Same name and bound as lib/proxy/limits.ts, which reads the value (the model imports nothing from the proxy). */
+const MAX_CONNECTIONS_ANNOTATION = 'svcproxy.io/max-connections'
+const MAX_CONNECTIONS_VALUE = 10_000_000
 
 export function parseService (ctx: Ctx, raw: Raw): Service | undefined {
   const meta = readMeta(ctx, raw, 'dns1035')
@@ -70,6 +73,12 @@ export function parseService (ctx: Ctx, raw: Raw): Service | undefined {
       ctx.issue('spec.externalName', `expected a DNS name (${DNS1123_SUBDOMAIN_HINT}), got ${describe(externalName)}`)
       externalName = ''
     }
+  }
+
+  // svcproxy's own annotation with a number in it: refused when malformed, not silently ignored.
+  const maxConn = meta.annotations[MAX_CONNECTIONS_ANNOTATION]
+  if (maxConn !== undefined && (!/^\d{1,8}$/.test(maxConn) || Number(maxConn) > MAX_CONNECTIONS_VALUE)) {
+    ctx.issue(`metadata.annotations["${MAX_CONNECTIONS_ANNOTATION}"]`, `expected an integer 0-${MAX_CONNECTIONS_VALUE} (0: no limit), got ${describe(maxConn)}`)
   }
 
   const service: Service = {

@@ -2,6 +2,7 @@ import type { Algorithm } from '../balancer/balancer.js'
 import type { Service } from '../model/types.js'
 import type { ServicePortState, Table } from '../table/table.js'
 import { type DataPlaneContext, type Frontend, type FrontendSpec, frontendKey } from './frontend.js'
+import { IdleSweeper } from './limits.js'
 import { ServicePortRuntime } from './runtime.js'
 import { TcpFrontend } from './tcp.js'
 import { UdpFrontend } from './udp.js'
@@ -28,9 +29,17 @@ export class DataPlane {
   private readonly retired = new Set<Frontend>()
   private readonly opts: DataPlaneOptions
   private closed = false
+  /** --tcp-idle-timeout: one coarse timer for every TCP connection of the proxy. */
+  private readonly idle: IdleSweeper | null
 
   constructor (opts: DataPlaneOptions) {
     this.opts = opts
+    this.idle = opts.ctx.tcpIdleTimeoutMs > 0 ? new IdleSweeper(opts.ctx.tcpIdleTimeoutMs, (ticks) => { this.sweepIdle(ticks) }) : null
+  }
+
+  private sweepIdle (ticks: number): void {
+    for (const fe of this.frontends.values()) if (fe instanceof TcpFrontend) fe.sweepIdle(ticks)
+    for (const fe of this.retired) if (fe instanceof TcpFrontend) fe.sweepIdle(ticks)
   }
 
   get ctx (): DataPlaneContext {
@@ -162,6 +171,7 @@ export class DataPlane {
    */
   async close (): Promise<void> {
     this.closed = true
+    this.idle?.stop()
     const all = [...this.frontends.values(), ...this.retired]
     for (const fe of all) fe.close(true)
     const deadline = Date.now() + 2000

@@ -1,6 +1,7 @@
 import type { EventEmitter } from 'node:events'
 import type { Logger } from 'pino'
 import type { Protocol } from '../model/types.js'
+import type { ConnectionLimits } from './limits.js'
 import type { ServicePortRuntime } from './runtime.js'
 
 export type FrontendKind = 'clusterIP' | 'externalIP' | 'loadBalancer' | 'nodePort'
@@ -46,6 +47,10 @@ export interface DataPlaneContext {
   readonly ephemeralPorts: boolean
   readonly udpTimeoutMs: number
   readonly udpMaxSessions: number
+  /** --max-connections and the out-of-descriptors state, shared by every TCP frontend. */
+  readonly limits: ConnectionLimits
+  /** --tcp-idle-timeout in ms; 0 = off. The data plane's one sweep timer enforces it. */
+  readonly tcpIdleTimeoutMs: number
   nextConnectionId (): number
 }
 

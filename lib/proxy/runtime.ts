@@ -1,6 +1,7 @@
 import { type Algorithm, Balancer } from '../balancer/balancer.js'
 import type { Backend } from '../table/backend.js'
 import type { ServicePortState } from '../table/table.js'
+import { maxConnectionsOf } from './limits.js'
 
 export const LB_ANNOTATION = 'svcproxy.io/load-balancer'
 
@@ -34,6 +35,10 @@ export class ServicePortRuntime {
   udpDatagramsDown = 0
   udpSessionsActive = 0
   udpDrops = 0
+  /** TCP connections reset at once because --max-connections or the service's limit was reached. */
+  rejectedLimit = 0
+  /** Annotation svcproxy.io/max-connections: TCP connections this port holds open at most; 0 = no limit. */
+  maxConnections = 0
 
   constructor (state: ServicePortState, defaultAlgorithm: Algorithm, hostname: string) {
     this.id = state.id
@@ -51,6 +56,7 @@ export class ServicePortRuntime {
   update (state: ServicePortState, defaultAlgorithm: Algorithm): Backend[] {
     this.state = state
     this.balancer.algorithm = algorithmOf(state, defaultAlgorithm)
+    this.maxConnections = maxConnectionsOf(state.service.annotations)
     const svc = state.service
     this.balancer.setAffinity(svc.sessionAffinity === 'ClientIP' ? svc.affinityTimeoutSeconds * 1000 : 0)
     const seen = new Set<string>()

@@ -3,6 +3,7 @@ import type { Backend } from '../table/backend.js'
 import { type CloseReason, hostPort, observed } from './events.js'
 import type { DataPlaneContext, Frontend, FrontendSpec, FrontendState } from './frontend.js'
 import type { ServicePortRuntime } from './runtime.js'
+import { acceptFailed, admit } from './limits.js' // hardening (#8)
 
 /**
  * kube-proxy's dial ladder: 4 attempts, each on the next endpoint, with growing timeouts.
@@ -37,6 +38,9 @@ class Pair {
   clientClosed = false
   backendClosed = true
   finished = false
+  // hardening (#8): idle sweep state: byte count at the last sweep, sweeps since it moved.
+  idleBytes = -1
+  idleTicks = 0
 
   constructor (id: number, client: PairSocket, fe: TcpFrontend) {
     this.id = id
@@ -105,6 +109,22 @@ export class TcpFrontend implements Frontend {
     return this.pairs.size
   }
 
+  // hardening (#8) begin: --tcp-idle-timeout, driven by the data plane's one sweep timer.
+  /** Closes established pairs whose client byte counts have not moved for `ticks` sweeps. */
+  sweepIdle (ticks: number): void {
+    for (const p of this.pairs) {
+      if (!p.connected) continue
+      const c = p.client
+      const n = c.bytesRead + c.bytesWritten
+      if (n !== p.idleBytes) { p.idleBytes = n; p.idleTicks = 0; continue }
+      if (++p.idleTicks < ticks) continue
+      if (p.reason === null) p.reason = 'idle-timeout'
+      c.destroy()
+      p.backend?.destroy()
+    }
+  }
+  // hardening (#8) end
+
   endpointsRemoved (keys: Set<string>): void {
     // Established TCP connections to a removed endpoint are left to finish, as kube-proxy did:
     // the backend may still be draining; only new connections avoid it.
@@ -120,14 +140,18 @@ export class TcpFrontend implements Frontend {
 function onServerError (this: FrontendServer, err: NodeJS.ErrnoException): void {
   const fe = this[kFrontend]
   if (err.code === 'EMFILE' || err.code === 'ENFILE') {
-    fe.ctx.logger.error({ service: fe.rt.id, code: err.code }, 'accept failed: out of file descriptors')
+    acceptFailed(fe.ctx.limits, fe.ctx.logger, fe.rt.id, err.code) // hardening (#8): once per episode
     return
   }
   fe.ctx.logger.warn({ service: fe.rt.id, err: err.message }, 'listener error')
 }
 
+function ignore (): void {} // hardening (#8): a rejected socket's late errors
+
 function onConnection (this: FrontendServer, sock: Socket): void {
   const fe = this[kFrontend]
+  // hardening (#8): over --max-connections or the service's limit: reset at once, counted.
+  if (!admit(fe.ctx.limits, fe.rt, fe.ctx.logger)) { sock.on('error', ignore); sock.resetAndDestroy(); return }
   const client = sock as PairSocket
   const pair = new Pair(fe.ctx.nextConnectionId(), client, fe)
   client[kPair] = pair
@@ -316,6 +340,7 @@ function reset (s: Socket): void {
 function finish (p: Pair): void {
   if (p.finished) return
   p.finished = true
+  p.fe.ctx.limits.active-- // hardening (#8): admitted in onConnection
   const rt = p.rt
   rt.active--
   const b = p.endpoint

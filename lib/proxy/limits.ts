@@ -1,0 +1,95 @@
+// Resource limits of the TCP data path (issue #8): a global connection cap (--max-connections),
+// a per-service cap (annotation svcproxy.io/max-connections), the out-of-descriptors episode
+// (EMFILE/ENFILE on accept: kube-proxy panicked there) and the idle sweep (--tcp-idle-timeout).
+// Nothing here runs per chunk: admission is one comparison per accepted connection, and idle
+// connections are found by one coarse timer per proxy, never a timer per connection.
+
+import type { Logger } from 'pino'
+import type { ServicePortRuntime } from './runtime.js'
+
+/** Per service: the most TCP connections each of its ports holds open ("0" or absent: no limit). */
+export const MAX_CONNECTIONS_ANNOTATION = 'svcproxy.io/max-connections'
+/** Highest value --max-connections and the annotation take. */
+export const MAX_CONNECTIONS_LIMIT = 10_000_000
+
+/** The annotation's value as a limit: 0 (none) when absent or not a number (the model refuses those). */
+export function maxConnectionsOf (annotations: Record<string, string>): number {
+  const v = annotations[MAX_CONNECTIONS_ANNOTATION]
+  if (v === undefined || !/^\d{1,8}$/.test(v)) return 0
+  const n = Number(v)
+  return n <= MAX_CONNECTIONS_LIMIT ? n : 0
+}
+
+/** One per proxy, shared by every frontend: what the limits need to count across service ports. */
+export class ConnectionLimits {
+  /** --max-connections: TCP connections open across every service port; 0 = no limit. */
+  readonly max: number
+  /** TCP connections admitted and not yet finished. */
+  active = 0
+  /** Connections reset at once because a limit was reached (global or per service). */
+  rejected = 0
+  /** Accept failures for lack of descriptors (EMFILE/ENFILE), every one counted. */
+  acceptErrors = 0
+  /** An out-of-descriptors episode is under way: logged once when it begins, once when it ends. */
+  fdExhausted = false
+
+  constructor (max: number) {
+    this.max = max
+  }
+}
+
+/**
+ * Admission of one accepted connection. False: a limit is reached, the caller resets the
+ * connection and keeps nothing of it. True: counted in `active` until the caller releases it.
+ */
+export function admit (limits: ConnectionLimits, rt: ServicePortRuntime, logger: Logger): boolean {
+  if (limits.fdExhausted) {
+    limits.fdExhausted = false
+    logger.warn({ acceptErrors: limits.acceptErrors }, 'file descriptors available again: accepting connections')
+  }
+  if ((limits.max > 0 && limits.active >= limits.max) || (rt.maxConnections > 0 && rt.active >= rt.maxConnections)) {
+    limits.rejected++
+    rt.rejectedLimit++
+    return false
+  }
+  limits.active++
+  return true
+}
+
+/**
+ * An accept that failed for lack of descriptors. The listener stays open: libuv keeps a spare
+ * descriptor for exactly this case, and uses it to accept and close the pending connection at
+ * once (the client sees its connection closed, not a hang in the backlog), then waits for the
+ * next one. So the proxy neither spins nor exits; it logs once per episode and serves again as
+ * soon as descriptors are free (the next accepted connection ends the episode).
+ */
+export function acceptFailed (limits: ConnectionLimits, logger: Logger, service: string, code: string): void {
+  limits.acceptErrors++
+  if (limits.fdExhausted) return
+  limits.fdExhausted = true
+  logger.error({ service, code }, 'accept failed: out of file descriptors; new connections are closed until descriptors free up (logged once per episode)')
+}
+
+/**
+ * How the idle sweep runs for a timeout: every `intervalMs`, and a connection whose byte counts
+ * did not move for `ticks` sweeps in a row is closed. Its idle time at close is then between
+ * timeoutMs and timeoutMs + intervalMs.
+ */
+export function idleSchedule (timeoutMs: number): { intervalMs: number, ticks: number } {
+  const intervalMs = Math.max(10, Math.min(5000, Math.floor(timeoutMs / 4)))
+  return { intervalMs, ticks: Math.max(1, Math.ceil(timeoutMs / intervalMs)) }
+}
+
+/** The coarse timer: one per proxy, unref'd so it never holds the process open. */
+export class IdleSweeper {
+  private readonly timer: NodeJS.Timeout
+  constructor (timeoutMs: number, sweep: (ticks: number) => void) {
+    const { intervalMs, ticks } = idleSchedule(timeoutMs)
+    this.timer = setInterval(sweep, intervalMs, ticks)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    clearInterval(this.timer)
+  }
+}
