@@ -2,7 +2,7 @@ import type { Algorithm } from '../balancer/balancer.js'
 import type { Service } from '../model/types.js'
 import type { ServicePortState, Table } from '../table/table.js'
 import { type DataPlaneContext, type Frontend, type FrontendSpec, frontendKey } from './frontend.js'
-import { IdleSweeper } from './limits.js'
+import { FD_PROBE_INTERVAL_MS, IdleSweeper, probeDescriptors } from './limits.js'
 import { ServicePortRuntime } from './runtime.js'
 import { TcpFrontend } from './tcp.js'
 import { UdpFrontend } from './udp.js'
@@ -31,10 +31,14 @@ export class DataPlane {
   private closed = false
   /** --tcp-idle-timeout: one coarse timer for every TCP connection of the proxy. */
   private readonly idle: IdleSweeper | null
+  /** Out-of-descriptors detection (limits.ts): one open/close per second, unref'd. */
+  private readonly fdProbe: NodeJS.Timeout
 
   constructor (opts: DataPlaneOptions) {
     this.opts = opts
     this.idle = opts.ctx.tcpIdleTimeoutMs > 0 ? new IdleSweeper(opts.ctx.tcpIdleTimeoutMs, (ticks) => { this.sweepIdle(ticks) }) : null
+    this.fdProbe = setInterval(probeDescriptors, FD_PROBE_INTERVAL_MS, opts.ctx.limits, opts.ctx.logger)
+    this.fdProbe.unref()
   }
 
   private sweepIdle (ticks: number): void {
@@ -172,6 +176,7 @@ export class DataPlane {
   async close (): Promise<void> {
     this.closed = true
     this.idle?.stop()
+    clearInterval(this.fdProbe)
     const all = [...this.frontends.values(), ...this.retired]
     for (const fe of all) fe.close(true)
     const deadline = Date.now() + 2000

@@ -4,6 +4,8 @@
 // Nothing here runs per chunk: admission is one comparison per accepted connection, and idle
 // connections are found by one coarse timer per proxy, never a timer per connection.
 
+import { closeSync, openSync } from 'node:fs'
+import { devNull } from 'node:os'
 import type { Logger } from 'pino'
 import type { ServicePortRuntime } from './runtime.js'
 
@@ -43,10 +45,7 @@ export class ConnectionLimits {
  * connection and keeps nothing of it. True: counted in `active` until the caller releases it.
  */
 export function admit (limits: ConnectionLimits, rt: ServicePortRuntime, logger: Logger): boolean {
-  if (limits.fdExhausted) {
-    limits.fdExhausted = false
-    logger.warn({ acceptErrors: limits.acceptErrors }, 'file descriptors available again: accepting connections')
-  }
+  if (limits.fdExhausted) fdRecovered(limits, logger)
   if ((limits.max > 0 && limits.active >= limits.max) || (rt.maxConnections > 0 && rt.active >= rt.maxConnections)) {
     limits.rejected++
     rt.rejectedLimit++
@@ -57,17 +56,44 @@ export function admit (limits: ConnectionLimits, rt: ServicePortRuntime, logger:
 }
 
 /**
- * An accept that failed for lack of descriptors. The listener stays open: libuv keeps a spare
- * descriptor for exactly this case, and uses it to accept and close the pending connection at
- * once (the client sees its connection closed, not a hang in the backlog), then waits for the
- * next one. So the proxy neither spins nor exits; it logs once per episode and serves again as
- * soon as descriptors are free (the next accepted connection ends the episode).
+ * An accept (or a backend dial) that failed for lack of descriptors. The listener stays open and
+ * the process neither spins nor exits. Node 20 rarely reports a failed accept at all: libuv keeps
+ * a spare descriptor for this case, uses it to accept and close the pending connections (their
+ * clients see the connection closed, not a hang in the backlog) and tells nobody. So an episode
+ * is also noticed by a failed backend dial and by probeDescriptors(), and logged once; it ends
+ * (logged once more) when a descriptor can be opened again or a connection is admitted.
  */
 export function acceptFailed (limits: ConnectionLimits, logger: Logger, service: string, code: string): void {
   limits.acceptErrors++
+  fdEpisode(limits, logger, service, code)
+}
+
+function fdEpisode (limits: ConnectionLimits, logger: Logger, service: string, code: string): void {
   if (limits.fdExhausted) return
   limits.fdExhausted = true
   logger.error({ service, code }, 'accept failed: out of file descriptors; new connections are closed until descriptors free up (logged once per episode)')
+}
+
+function fdRecovered (limits: ConnectionLimits, logger: Logger): void {
+  limits.fdExhausted = false
+  logger.warn({ acceptErrors: limits.acceptErrors }, 'file descriptors available again: accepting connections')
+}
+
+/** How often the data plane checks that a descriptor can still be opened. */
+export const FD_PROBE_INTERVAL_MS = 1000
+
+/** Opens and closes one descriptor: the only way to see an exhaustion libuv absorbed silently. */
+export function probeDescriptors (limits: ConnectionLimits, logger: Logger): void {
+  let fd: number
+  try {
+    fd = openSync(devNull, 'r')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? ''
+    if (code === 'EMFILE' || code === 'ENFILE') fdEpisode(limits, logger, '', code)
+    return
+  }
+  closeSync(fd)
+  if (limits.fdExhausted) fdRecovered(limits, logger)
 }
 
 /**

@@ -41,6 +41,8 @@ class Pair {
   // hardening (#8): idle sweep state: byte count at the last sweep, sweeps since it moved.
   idleBytes = -1
   idleTicks = 0
+  /** hardening (#8): endpoints this connection failed to dial; allocated on the first failure only. */
+  tried: Backend[] | null = null
 
   constructor (id: number, client: PairSocket, fe: TcpFrontend) {
     this.id = id
@@ -169,7 +171,14 @@ function onConnection (this: FrontendServer, sock: Socket): void {
 function dial (p: Pair): void {
   const rt = p.rt
   const candidates = p.fe.spec.local ? rt.localEndpoints : undefined
-  const b = rt.balancer.pick(p.clientIP, p.attempt > 0, candidates)
+  let b = rt.balancer.pick(p.clientIP, p.attempt > 0, candidates)
+  // hardening (#8): concurrent connections share the round-robin cursor, so a retry could land
+  // on the endpoint that just refused it again; skip endpoints already tried while others remain.
+  const tried = p.tried
+  if (tried !== null && b !== undefined) {
+    const n = (candidates ?? rt.balancer.endpoints).length
+    for (let i = 0; i < n && b !== undefined && tried.includes(b); i++) b = rt.balancer.pick(p.clientIP, true, candidates)
+  }
   if (b === undefined) {
     if (p.attempt === 0) rt.noEndpoints++
     abort(p, p.attempt === 0 ? 'no-endpoints' : 'dial-failed')
@@ -205,7 +214,7 @@ function dialFailed (p: Pair, error: string): void {
   const b = p.endpoint
   const rt = p.rt
   rt.dialFailures++
-  if (b !== null) b.dialFailures++
+  if (b !== null) { b.dialFailures++; (p.tried ??= []).push(b) } // hardening (#8): tried
   const ev = p.fe.ctx.events
   if (observed(ev, 'dialFailed')) ev.emit('dialFailed', { ...baseEvent(p), endpoint: b?.key ?? '', attempt: p.attempt, error })
   p.endpoint = null
@@ -285,9 +294,14 @@ function onClientError (this: PairSocket): void {
   if (b !== null && !b.destroyed) reset(b)
 }
 
-function onBackendError (this: PairSocket, err: Error): void {
+function onBackendError (this: PairSocket, err: NodeJS.ErrnoException): void {
   const p = this[kPair]
-  if (!p.connected) { dialFailed(p, err.message); return }
+  if (!p.connected) {
+    // hardening (#8): no descriptor for the backend socket: the same episode as a failed accept.
+    if (err.code === 'EMFILE' || err.code === 'ENFILE') acceptFailed(p.fe.ctx.limits, p.fe.ctx.logger, p.rt.id, err.code)
+    dialFailed(p, err.message)
+    return
+  }
   if (p.reason === null) p.reason = 'backend-error'
   if (!p.client.destroyed) reset(p.client)
 }
