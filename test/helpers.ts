@@ -68,7 +68,8 @@ export function svcWithEndpoints (name: string, clusterIP: string, port: number,
  * holds the socket because Node always accepts.
  */
 export async function blackhole (t: { teardown: (fn: () => unknown) => void }): Promise<number> {
-  const py = 'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\nfill=[]\nfor i in range(4):\n  c=socket.socket(); c.setblocking(False)\n  try: c.connect(("127.0.0.1",s.getsockname()[1]))\n  except BlockingIOError: pass\n  fill.append(c)\nsys.stdin.read()\n'
+  // The port is printed only once the accept queue is full, so no test dial can slip in first.
+  const py = 'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nfill=[]\nfor i in range(4):\n  c=socket.socket(); c.setblocking(False)\n  try: c.connect(("127.0.0.1",s.getsockname()[1]))\n  except BlockingIOError: pass\n  fill.append(c)\ntime.sleep(0.3)\nprint(s.getsockname()[1],flush=True)\nsys.stdin.read()\n'
   const child: ChildProcess = spawn('python3', ['-c', py], { stdio: ['pipe', 'pipe', 'inherit'] })
   t.teardown(() => child.kill('SIGKILL'))
   const [line] = await once(child.stdout!, 'data') as [Buffer]
