@@ -5,7 +5,7 @@ import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { fetchAll, nameServer, svcWithEndpoints, until, cliCommand } from './helpers.js'
+import { fetchAll, nameServer, svcWithEndpoints, until, cliCommand, runCli } from './helpers.js'
 
 const root = new URL('..', import.meta.url).pathname
 
@@ -17,13 +17,7 @@ function cli (args: string[]): ChildProcess {
 }
 
 async function runToEnd (args: string[]): Promise<Run> {
-  const child = cli(args)
-  let stdout = ''
-  let stderr = ''
-  child.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
-  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
-  const [code] = await once(child, 'exit') as [number | null]
-  return { code, stdout, stderr }
+  return await runCli(args)
 }
 
 /** Admin listeners on ephemeral ports, so a test daemon never collides with a real one. */

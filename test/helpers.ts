@@ -191,3 +191,15 @@ export function cliCommand (...args: string[]): [string, string[]] {
   const root = new URL('..', import.meta.url).pathname
   return [process.execPath, [`${root}dist/bin/svcproxy.js`, ...args]]
 }
+
+/** Runs the CLI to completion; `env` is merged over the test's own environment. */
+export async function runCli (args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const [cmd, argv] = cliCommand(...args)
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
+  let stdout = ''
+  let stderr = ''
+  child.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
+  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
+  const [code] = await once(child, 'exit') as [number | null]
+  return { code, stdout, stderr }
+}

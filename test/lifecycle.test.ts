@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { parseExposition, valueOf } from './exposition.js'
-import { fetchAll, listen, svcWithEndpoints, until, cliCommand } from './helpers.js'
+import { fetchAll, listen, svcWithEndpoints, until, cliCommand, runCli } from './helpers.js'
 
 const root = new URL('..', import.meta.url).pathname
 
@@ -20,13 +20,7 @@ function cli (args: string[]): ChildProcess {
 }
 
 async function runToEnd (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  const child = cli(args)
-  let stdout = ''
-  let stderr = ''
-  child.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
-  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
-  const [code] = await once(child, 'exit') as [number | null]
-  return { code, stdout, stderr }
+  return await runCli(args)
 }
 
 function get (url: string): Promise<{ status: number, body: string }> {

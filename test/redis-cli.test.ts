@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { main } from '../lib/cli/main.js'
 import { storeKeys } from '../lib/store/schema.js'
-import { cliCommand, fetchAll, nameServer, until } from './helpers.js'
+import { cliCommand, fetchAll, nameServer, until, runCli } from './helpers.js'
 import { freePort, startRedis } from './redis-helpers.js'
 
 const root = new URL('..', import.meta.url).pathname
@@ -21,13 +21,7 @@ function cli (args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
 }
 
 async function runToEnd (args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  const child = cli(args, env)
-  let stdout = ''
-  let stderr = ''
-  child.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
-  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
-  const [code] = await once(child, 'exit') as [number | null]
-  return { code, stdout, stderr }
+  return await runCli(args, { REDIS_URL: '', ...env })
 }
 
 /**
