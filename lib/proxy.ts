@@ -35,6 +35,11 @@ export interface ProxyOptions {
   /** --udp-max-sessions per service port. */
   udpMaxSessions?: number
   /**
+   * TCP reads into pooled, size-adapting buffers instead of a fresh 64 KiB Buffer per read
+   * (default true; see docs/performance.md). false falls back to Node's ordinary 'data' events.
+   */
+  pooledReads?: boolean
+  /**
    * --max-connections: TCP connections open at once across every service port; beyond it a new
    * connection is reset at once and counted. 0 or absent: no limit. Per service: annotation
    * svcproxy.io/max-connections (applies to each of its ports).
@@ -158,6 +163,7 @@ export class Proxy extends EventEmitter<ProxyEventMap> {
         ephemeralPorts: opts.ephemeralPorts ?? false,
         udpTimeoutMs: opts.udpTimeoutMs ?? DEFAULT_UDP_TIMEOUT_MS,
         udpMaxSessions: opts.udpMaxSessions ?? DEFAULT_UDP_MAX_SESSIONS,
+        pooledReads: opts.pooledReads ?? true,
         limits: this.limits,
         tcpIdleTimeoutMs,
         nextConnectionId: () => ++self.connectionIds,

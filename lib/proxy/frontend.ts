@@ -47,6 +47,8 @@ export interface DataPlaneContext {
   readonly ephemeralPorts: boolean
   readonly udpTimeoutMs: number
   readonly udpMaxSessions: number
+  /** TCP reads into pooled buffers (read-buffers.ts) instead of a fresh Buffer per read. */
+  readonly pooledReads: boolean
   /** --max-connections and the out-of-descriptors state, shared by every TCP frontend. */
   readonly limits: ConnectionLimits
   /** --tcp-idle-timeout in ms; 0 = off. The data plane's one sweep timer enforces it. */

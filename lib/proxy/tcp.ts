@@ -4,6 +4,7 @@ import { type CloseReason, hostPort, observed } from './events.js'
 import type { DataPlaneContext, Frontend, FrontendSpec, FrontendState } from './frontend.js'
 import type { ServicePortRuntime } from './runtime.js'
 import { acceptFailed, admit } from './limits.js' // hardening (#8)
+import { adoptAccepted, type BufferedSocket, connectBuffered, reclaim, relay, releaseReadBuffer } from './read-buffers.js'
 
 /**
  * kube-proxy's dial ladder: 4 attempts, each on the next endpoint, with growing timeouts.
@@ -14,7 +15,8 @@ export const DIAL_TIMEOUTS_MS = [250, 500, 1000, 2000] as const
 const kPair = Symbol('svcproxy.pair')
 const kFrontend = Symbol('svcproxy.frontend')
 
-interface PairSocket extends Socket { [kPair]: Pair }
+// A socket of a pair; with pooled reads (the default) it is also a BufferedSocket.
+interface PairSocket extends BufferedSocket { [kPair]: Pair }
 interface FrontendServer extends Server { [kFrontend]: TcpFrontend }
 
 /**
@@ -35,6 +37,8 @@ class Pair {
   timer: NodeJS.Timeout | null = null
   reason: CloseReason | null = null
   connected = false
+  /** Both sockets read into pooled buffers (read-buffers.ts). */
+  pooled = false
   clientClosed = false
   backendClosed = true
   finished = false
@@ -154,8 +158,9 @@ function onConnection (this: FrontendServer, sock: Socket): void {
   const fe = this[kFrontend]
   // hardening (#8): over --max-connections or the service's limit: reset at once, counted.
   if (!admit(fe.ctx.limits, fe.rt, fe.ctx.logger)) { sock.on('error', ignore); sock.resetAndDestroy(); return }
-  const client = sock as PairSocket
+  const client = ((fe.ctx.pooledReads ? adoptAccepted(sock, onClientRead) : null) ?? sock) as PairSocket
   const pair = new Pair(fe.ctx.nextConnectionId(), client, fe)
+  pair.pooled = fe.ctx.pooledReads && client !== sock
   client[kPair] = pair
   client.on('error', onClientError)
   client.on('close', onClientClose)
@@ -185,7 +190,7 @@ function dial (p: Pair): void {
     return
   }
   p.endpoint = b
-  const s = connect({ host: b.ip, port: b.port, allowHalfOpen: true, noDelay: true }) as PairSocket
+  const s = (p.pooled ? connectBuffered(b.ip, b.port, onBackendRead) : connect({ host: b.ip, port: b.port, allowHalfOpen: true, noDelay: true })) as PairSocket
   s[kPair] = p
   p.backend = s
   p.backendClosed = false
@@ -240,10 +245,12 @@ function onBackendConnect (this: PairSocket): void {
   const ev = p.fe.ctx.events
   if (observed(ev, 'endpoint')) ev.emit('endpoint', { ...baseEvent(p), endpoint: b.key, attempt: p.attempt })
   const c = p.client
-  c.on('data', onClientData)
+  if (!p.pooled) {
+    c.on('data', onClientData)
+    this.on('data', onBackendData)
+  }
   c.on('end', onClientEnd)
   c.on('drain', onClientDrain)
-  this.on('data', onBackendData)
   this.on('end', onBackendEnd)
   this.on('drain', onBackendDrain)
   c.resume()
@@ -270,12 +277,37 @@ function onBackendData (this: PairSocket, chunk: Buffer): void {
   if (!p.client.write(chunk)) this.pause()
 }
 
+// Pooled reads: the same, through net's `onread` (see read-buffers.ts); returning false stops
+// reading until the other side drains.
+function onClientRead (this: BufferedSocket, n: number, buf: Buffer): boolean {
+  const p = (this as PairSocket)[kPair]
+  p.rt.bytesUp += n
+  const b = p.endpoint
+  if (b !== null) b.bytesUp += n
+  const dst = p.backend
+  if (dst === null) return false
+  return relay(this, dst, n, buf)
+}
+
+function onBackendRead (this: BufferedSocket, n: number, buf: Buffer): boolean {
+  const p = (this as PairSocket)[kPair]
+  p.rt.bytesDown += n
+  const b = p.endpoint
+  if (b !== null) b.bytesDown += n
+  return relay(this, p.client, n, buf)
+}
+
 function onClientDrain (this: PairSocket): void {
-  this[kPair].backend?.resume()
+  const b = this[kPair].backend
+  if (b === null) return
+  reclaim(b)
+  b.resume()
 }
 
 function onBackendDrain (this: PairSocket): void {
-  this[kPair].client.resume()
+  const c = this[kPair].client
+  reclaim(c)
+  c.resume()
 }
 
 // Half-close: a FIN from one side becomes a FIN to the other once its queued data is written.
@@ -309,6 +341,7 @@ function onBackendError (this: PairSocket, err: NodeJS.ErrnoException): void {
 function onClientClose (this: PairSocket, hadError: boolean): void {
   const p = this[kPair]
   p.clientClosed = true
+  releaseReadBuffer(this)
   const b = p.backend
   if (b !== null && !b.destroyed && (hadError || !p.connected)) {
     if (p.reason === null) p.reason = 'client-error'
@@ -324,6 +357,7 @@ function onClientClose (this: PairSocket, hadError: boolean): void {
 function onBackendClose (this: PairSocket, hadError: boolean): void {
   const p = this[kPair]
   p.backendClosed = true
+  releaseReadBuffer(this)
   if (hadError && !p.client.destroyed) {
     if (p.reason === null) p.reason = 'backend-error'
     reset(p.client)
