@@ -192,6 +192,8 @@ t.test('100 MB each way with matching sha256', async (t) => {
   t.equal(closes[0]?.bytesIn, total)
   t.equal(closes[0]?.bytesOut, total)
   t.equal(closes[0]?.reason, 'eof')
+  t.equal(closes[0]?.frontend, `${addr.address}:${addr.port}`, 'close event names the frontend')
+  t.equal(closes[0]?.endpoint, `127.0.4.4:${port}`)
 })
 
 t.test('a slow reader does not make the proxy buffer without bound', async (t) => {

@@ -414,6 +414,7 @@ function baseEvent (p: Pair): { id: number, service: string, port: string, proto
     port: p.rt.portLabel,
     protocol: 'TCP',
     client: hostPort(p.client.remoteAddress, p.client.remotePort),
-    frontend: hostPort(p.client.localAddress, p.client.localPort),
+    // The listener, not the socket: a closed socket no longer knows its local address.
+    frontend: hostPort(p.fe.spec.host, p.fe.boundPort),
   }
 }
