@@ -31,7 +31,8 @@ function service (name: string, clusterIP: string, port: number, protocol: 'TCP'
 async function main (): Promise<void> {
   const cfg = childConfig<Config>()
   const affinity = cfg.affinity === true
-  const proxy = createProxy({ ephemeralPorts: true, logger: pino({ level: 'silent' }) })
+  // SVCPROXY_BENCH_POOLED=0: A/B of the pooled read buffers (docs/performance.md).
+  const proxy = createProxy({ ephemeralPorts: true, logger: pino({ level: 'silent' }), pooledReads: process.env.SVCPROXY_BENCH_POOLED !== '0' })
   await proxy.apply([
     ...service('bench-http', '127.96.10.1', 80, 'TCP', cfg.http, affinity),
     ...service('bench-bulk', '127.96.10.2', 9000, 'TCP', cfg.bulk, affinity),
