@@ -324,3 +324,19 @@ t.test('close() leaves no handle open and refuses further writes', async (t) => 
   await t.rejects(p.apply([]), { code: 'SVCPROXY_CLOSED' })
 })
 
+
+t.test('a port that could not bind is retried on the next change and then serves', async (t) => {
+  const { port: backendPort } = await echoServer(t, '127.0.5.6')
+  // Something else holds the service's address:port.
+  const blocker = createServer()
+  const port = await listen(blocker, '127.50.0.31')
+  const p = testProxy(t, { ephemeralPorts: false })
+  await p.apply(svcWithEndpoints('late', '127.50.0.31', port, [{ ip: '127.0.5.6', port: backendPort }]))
+  t.equal(p.status()[0]?.frontends[0]?.state, 'error')
+  t.match(p.status()[0]?.frontends[0]?.error, /EADDRINUSE/)
+  await new Promise((resolve) => blocker.close(resolve))
+  // Any later change retries it.
+  await p.apply(svcWithEndpoints('other', '127.50.0.32', port, [{ ip: '127.0.5.6', port: backendPort }]))
+  t.equal(p.status().find((s) => s.name === 'late')?.frontends[0]?.state, 'listening')
+  t.equal(await fetchAll('127.50.0.31', port, 'ping'), 'ping')
+})

@@ -27,6 +27,8 @@ export class DataPlane {
   private readonly frontendsBySvc = new Map<string, Set<string>>()
   /** Frontends no longer accepting whose connections may still be finishing. */
   private readonly retired = new Set<Frontend>()
+  /** Frontends whose socket could not bind: retried on the next sync. */
+  private readonly failed = new Set<Frontend>()
   private readonly opts: DataPlaneOptions
   private closed = false
   /** --tcp-idle-timeout: one coarse timer for every TCP connection of the proxy. */
@@ -55,8 +57,10 @@ export class DataPlane {
     const opening: Array<Promise<void>> = []
     for (const svcKey of affected) this.syncService(svcKey, table.statesOf(svcKey), opening)
     // A port that could not bind is retried on every change (kube-proxy retried on each sync).
-    for (const fe of this.frontends.values()) {
-      if (fe.state === 'error') opening.push(this.reopen(fe))
+    // Only the failed ones are visited, so a change costs O(changed), not O(all listeners).
+    for (const fe of [...this.failed]) {
+      this.failed.delete(fe)
+      if (this.frontends.get(fe.spec.key) === fe) opening.push(this.reopen(fe))
     }
     await Promise.all(opening)
   }
@@ -133,7 +137,10 @@ export class DataPlane {
   private reportBind (fe: Frontend): void {
     const log = this.opts.ctx.logger
     const where = { service: fe.rt.id, protocol: fe.spec.protocol, address: `${fe.spec.host}:${fe.spec.port}`, kind: fe.spec.kind }
-    if (fe.state === 'error') log.error({ ...where, err: fe.error }, 'cannot listen; will retry on the next change')
+    if (fe.state === 'error') {
+      this.failed.add(fe)
+      log.error({ ...where, err: fe.error }, 'cannot listen; will retry on the next change')
+    }
     else if (fe.state === 'listening') log.info({ ...where, boundPort: fe.boundPort }, 'listening')
   }
 
