@@ -75,3 +75,27 @@ t.test('pooledReads: false keeps Node\'s own reads, same bytes', async (t) => {
   t.equal(r.n, 3_000_000)
   t.equal(r.got, r.sent)
 })
+
+t.test('IPv6: a service on ::1 with an IPv6 endpoint carries bytes intact', async (t) => {
+  const port = await stallingEcho(t, '::1')
+  const p = testProxy(t)
+  await p.apply([
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'v6' }, spec: { clusterIP: '::1', ports: [{ port: 80 }] } },
+    { apiVersion: 'v1', kind: 'Endpoints', metadata: { name: 'v6' }, subsets: [{ addresses: [{ ip: '::1' }], ports: [{ port }] }] },
+  ])
+  const a = p.address('default/v6', 80)
+  t.equal(a.family, 'IPv6')
+  const r = await transfer(a.address, a.port, 2_000_000)
+  t.equal(r.n, 2_000_000)
+  t.equal(r.got, r.sent)
+  t.same(p.status()[0]?.endpoints.map((e) => e.endpoint), [`[::1]:${port}`])
+})
+
+t.test('adoptAccepted gives up (and the caller keeps the socket) when there is no handle', async (t) => {
+  const { adoptAccepted } = await import('../lib/proxy/read-buffers.js')
+  const { Socket } = await import('node:net')
+  const s = new Socket()
+  t.equal(adoptAccepted(s, () => true), null)
+  t.equal(s.destroyed, false, 'the socket was left alone')
+  s.destroy()
+})
