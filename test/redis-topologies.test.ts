@@ -1,0 +1,123 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Redis } from 'ioredis'
+import t from 'tap'
+import { RedisStore, watchRedis } from '../lib/index.js'
+import { fetchAll, nameServer, svcWithEndpoints, testProxy, until } from './helpers.js'
+import { freePort, startRedis } from './redis-helpers.js'
+
+type Teardown = { teardown: (fn: () => unknown) => void }
+
+/** Starts a redis-server from a config file and waits for `ready` on its log. */
+async function startFromConfig (t: Teardown, conf: string, args: string[], ready: RegExp): Promise<ChildProcess> {
+  const p = spawn('redis-server', [conf, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(async () => {
+    if (p.exitCode === null) { const e = once(p, 'exit'); p.kill('SIGKILL'); await e }
+  })
+  let out = ''
+  await new Promise<void>((resolve, reject) => {
+    const onData = (c: Buffer): void => {
+      out += c.toString()
+      if (ready.test(out)) { p.stdout?.off('data', onData); p.stdout?.resume(); resolve() }
+    }
+    p.stdout?.on('data', onData)
+    p.once('exit', (code) => reject(new Error(`redis-server exited (${code}):\n${out}`)))
+  })
+  return p
+}
+
+function tmp (t: Teardown): string {
+  const dir = mkdtempSync(join(tmpdir(), 'svcproxy-topo-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+t.test('Sentinel: a writer and a daemon find the master through a real redis-sentinel', async (t) => {
+  const master = await startRedis(t)
+  const dir = tmp(t)
+  const sport = await freePort()
+  const conf = join(dir, 'sentinel.conf')
+  writeFileSync(conf, [
+    `port ${sport}`, 'bind 127.0.0.1', `dir ${dir}`,
+    `sentinel monitor svcmaster 127.0.0.1 ${master.port} 1`,
+    'sentinel down-after-milliseconds svcmaster 5000',
+  ].join('\n') + '\n')
+  await startFromConfig(t, conf, ['--sentinel'], /Sentinel ID is|monitor master svcmaster/)
+  const url = `redis+sentinel://127.0.0.1:${sport}/svcmaster`
+
+  const a = await nameServer(t, 'via-sentinel', '127.0.9.1')
+  const store = new RedisStore({ url, failFast: true })
+  t.teardown(() => store.close())
+  const res = await store.apply(svcWithEndpoints('sent', '127.50.9.1', 80, [{ ip: '127.0.9.1', port: a.port }]), '<sentinel>')
+  t.equal(res.revision, 1)
+
+  const proxy = testProxy(t)
+  const source = await watchRedis(proxy, { url, blockMs: 200, startTimeoutMs: 5000 })
+  t.teardown(() => source.close())
+  t.ok(await until(() => { try { proxy.address('default/sent', 80); return true } catch { return false } }, 10000), 'daemon serves what the writer stored')
+  const addr = proxy.address('default/sent', 80)
+  t.equal(await fetchAll(addr.address, addr.port), 'via-sentinel')
+  // The data really is on the master the sentinel named.
+  const direct = await master.client()
+  t.equal(await direct.get('{svcproxy}:rev'), '1')
+})
+
+t.test('Cluster: three masters, every key in one hash slot, writer and daemon agree', async (t) => {
+  const dir = tmp(t)
+  const ports = [await freePort(), await freePort(), await freePort()]
+  for (const [i, port] of ports.entries()) {
+    const conf = join(dir, `node${i}.conf`)
+    writeFileSync(conf, [
+      `port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `cluster-enabled yes`, `cluster-config-file nodes-${port}.conf`,
+      'save ""', 'appendonly no',
+    ].join('\n') + '\n')
+    await startFromConfig(t, conf, [], /Ready to accept connections/)
+  }
+  // redis-cli ships with redis-server (Debian's redis-tools): it assigns the slots.
+  const create = spawn('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-yes'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  create.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  create.stderr.on('data', (d: Buffer) => { out += d.toString() })
+  const [code] = await once(create, 'exit') as [number | null]
+  t.equal(code, 0, out.slice(-400))
+  const url = `redis+cluster://127.0.0.1:${ports[0] ?? 0},127.0.0.1:${ports[1] ?? 0}`
+
+  // Every node must report cluster_state:ok before a client can rely on the slot map; until
+  // then ioredis would queue the commands and the test would wait on nothing.
+  const states = async (): Promise<boolean> => {
+    for (const port of ports) {
+      const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 1 })
+      try {
+        await c.connect()
+        if (!String(await c.call('CLUSTER', 'INFO')).includes('cluster_state:ok')) return false
+      } catch {
+        return false
+      } finally {
+        c.disconnect()
+      }
+    }
+    return true
+  }
+  t.ok(await until(states, 20000), 'every node reports cluster_state:ok')
+
+  const a = await nameServer(t, 'via-cluster', '127.0.9.2')
+  const store = new RedisStore({ url, failFast: true })
+  t.teardown(() => store.close())
+  const res = await store.apply(svcWithEndpoints('clus', '127.50.9.2', 80, [{ ip: '127.0.9.2', port: a.port }]), '<cluster>')
+  t.equal(res.revision, 1, 'apply through the cluster')
+
+  const proxy = testProxy(t)
+  const source = await watchRedis(proxy, { url, blockMs: 200, startTimeoutMs: 5000 })
+  t.teardown(() => source.close())
+  t.ok(await until(() => { try { proxy.address('default/clus', 80); return true } catch { return false } }, 10000), 'daemon serves what the writer stored')
+  const addr = proxy.address('default/clus', 80)
+  t.equal(await fetchAll(addr.address, addr.port), 'via-cluster')
+
+  // A change after the first list arrives through the watch (XREAD on the slot's node).
+  const b = await nameServer(t, 'changed', '127.0.9.3')
+  await store.apply([svcWithEndpoints('clus', '127.50.9.2', 80, [{ ip: '127.0.9.3', port: b.port }])[1]], '<cluster-change>')
+  t.ok(await until(async () => (await fetchAll(addr.address, addr.port)) === 'changed', 10000), 'watched change applied')
+})
