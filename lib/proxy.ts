@@ -175,27 +175,21 @@ export class Proxy extends EventEmitter<ProxyEventMap> {
   apply (objects: unknown, file = '<apply>'): Promise<ApplyResult> {
     return this.enqueue(async () => {
       const doc = parseObjects(Array.isArray(objects) ? objects : [objects], file)
-      const changed = this.table.write(doc.objects, [], file)
-      await this.dataplane.sync(this.table, changed)
-      return { revision: this.table.revision, warnings: doc.warnings, changed: [...changed] }
+      return await this.serve(this.table.write(doc.objects, [], file), doc.warnings)
     })
   }
 
   /** Writes already-validated objects: upserts and deletes in one atomic step. */
   write (upserts: KubeObject[], deletes: ObjectRef[], file = '<write>'): Promise<ApplyResult> {
     return this.enqueue(async () => {
-      const changed = this.table.write(upserts, deletes, file)
-      await this.dataplane.sync(this.table, changed)
-      return { revision: this.table.revision, warnings: [], changed: [...changed] }
+      return await this.serve(this.table.write(upserts, deletes, file))
     })
   }
 
   /** Makes the proxy serve exactly `objects` (a config file or snapshot is the whole truth). */
   replace (objects: KubeObject[], file = '<replace>'): Promise<ApplyResult> {
     return this.enqueue(async () => {
-      const changed = this.table.replaceAll(objects, file)
-      await this.dataplane.sync(this.table, changed)
-      return { revision: this.table.revision, warnings: [], changed: [...changed] }
+      return await this.serve(this.table.replaceAll(objects, file))
     })
   }
 
@@ -203,9 +197,7 @@ export class Proxy extends EventEmitter<ProxyEventMap> {
   delete (...refs: Array<ObjectRef | string>): Promise<ApplyResult> {
     return this.enqueue(async () => {
       const parsed = refs.map((r) => (typeof r === 'string' ? parseRef(r) : r))
-      const changed = this.table.write([], parsed, '<delete>')
-      await this.dataplane.sync(this.table, changed)
-      return { revision: this.table.revision, warnings: [], changed: [...changed] }
+      return await this.serve(this.table.write([], parsed, '<delete>'))
     })
   }
 
@@ -279,6 +271,12 @@ export class Proxy extends EventEmitter<ProxyEventMap> {
     this.closed = true
     await this.queue.catch(() => {})
     await this.dataplane.close()
+  }
+
+  /** After a table write: re-serve the changed services; resolves once their sockets are ready. */
+  private async serve (changed: Set<string>, warnings: string[] = []): Promise<ApplyResult> {
+    await this.dataplane.sync(this.table, changed)
+    return { revision: this.table.revision, warnings, changed: [...changed] }
   }
 
   private enqueue<T> (fn: () => Promise<T>): Promise<T> {

@@ -7,6 +7,10 @@ import { ServicePortRuntime } from './runtime.js'
 import { TcpFrontend } from './tcp.js'
 import { UdpFrontend } from './udp.js'
 
+function createFrontend (spec: FrontendSpec, rt: ServicePortRuntime, ctx: DataPlaneContext): Frontend {
+  return spec.protocol === 'UDP' ? new UdpFrontend(spec, rt, ctx) : new TcpFrontend(spec, rt, ctx)
+}
+
 export interface DataPlaneOptions {
   ctx: DataPlaneContext
   algorithm: Algorithm
@@ -107,7 +111,7 @@ export class DataPlane {
         ctx.logger.error({ service: rt.id, address: `${spec.host}:${spec.port}`, protocol: spec.protocol }, 'port conflict: address already served by another service')
         continue
       }
-      const fe = spec.protocol === 'UDP' ? new UdpFrontend(spec, rt, ctx) : new TcpFrontend(spec, rt, ctx)
+      const fe = createFrontend(spec, rt, ctx)
       this.frontends.set(key, fe)
       keptKeys.add(key)
       opening.push(fe.open().then(() => this.reportBind(fe)))
@@ -128,7 +132,7 @@ export class DataPlane {
 
   private async reopen (fe: Frontend): Promise<void> {
     fe.close(false)
-    const next = fe.spec.protocol === 'UDP' ? new UdpFrontend(fe.spec, fe.rt, this.opts.ctx) : new TcpFrontend(fe.spec, fe.rt, this.opts.ctx)
+    const next = createFrontend(fe.spec, fe.rt, this.opts.ctx)
     this.frontends.set(fe.spec.key, next)
     await next.open()
     this.reportBind(next)

@@ -1,5 +1,6 @@
 import { isIPv6 } from 'node:net'
 import type { Endpoints, EndpointSlice, Pod, Service, ServicePort } from '../model/types.js'
+import { ipv4ToInt } from '../util/cidr.js'
 import { Backend } from './backend.js'
 
 /** The objects a service's endpoints are computed from. */
@@ -115,15 +116,10 @@ export function compareBackends (a: Backend, b: Backend): number {
   const a6 = isIPv6(a.ip)
   const b6 = isIPv6(b.ip)
   if (a6 !== b6) return a6 ? 1 : -1
-  const c = a6 ? compareIPv6(a.ip, b.ip) : ipv4Num(a.ip) - ipv4Num(b.ip)
+  const c = a6 ? compareIPv6(a.ip, b.ip) : ipv4ToInt(a.ip) - ipv4ToInt(b.ip)
   return c !== 0 ? c : a.port - b.port
 }
 
-function ipv4Num (ip: string): number {
-  let n = 0
-  for (const part of ip.split('.')) n = n * 256 + Number(part)
-  return n
-}
 
 function expandIPv6 (ip: string): string {
   const [head = '', tail] = ip.split('::')

@@ -4,7 +4,7 @@ import type { EndpointSlice, Endpoints, KubeObject, ObjectKind, Pod, Service, Se
 import { objectRef } from '../model/types.js'
 import { type Cidr, cidrContains, fnv1a, intToIpv4, parseCidr } from '../util/cidr.js'
 import type { Backend } from './backend.js'
-import { computeEndpointSets } from './endpoints.js'
+import { computeEndpointSets, selectorMatches } from './endpoints.js'
 
 export const DEFAULT_CLUSTER_IP_RANGE = '127.96.0.0/16'
 export const DEFAULT_NODE_PORT_RANGE = '30000-32767'
@@ -351,10 +351,7 @@ export class Table {
     if (keys === undefined) return
     for (const k of keys) {
       const s = this.services.get(k)
-      if (s?.selector == null) continue
-      let match = true
-      for (const [l, v] of Object.entries(s.selector)) if (pod.labels[l] !== v) { match = false; break }
-      if (match) affected.add(k)
+      if (s?.selector != null && selectorMatches(s.selector, pod.labels)) affected.add(k)
     }
   }
 
