@@ -2,7 +2,7 @@ export { createProxy, Proxy, parseRef, DEFAULT_UDP_TIMEOUT_MS, DEFAULT_UDP_MAX_S
 export type { ProxyOptions, ApplyResult, ServicePortStatus, FrontendStatus, EndpointStatus } from './proxy.js'
 export type { ProxyEventMap, ConnectionEvent, EndpointEvent, DialFailedEvent, CloseEvent, CloseReason } from './proxy/events.js'
 export type { FrontendKind, FrontendState } from './proxy/frontend.js'
-export { DIAL_TIMEOUTS_MS } from './proxy/tcp.js'
+export { DIAL_TIMEOUTS_MS } from './proxy/tcp-pair.js'
 export { Table, DEFAULT_CLUSTER_IP_RANGE, DEFAULT_NODE_PORT_RANGE } from './table/table.js'
 export type { ObjectRef, ServicePortState } from './table/table.js'
 export { Backend } from './table/backend.js'

@@ -49,6 +49,11 @@ export class Balancer {
     return this.affinityTtlMs
   }
 
+  /** True when picks depend on the client's address (ClientIP affinity). */
+  get usesClientIP (): boolean {
+    return this.affinity !== null
+  }
+
   get affinityEntries (): number {
     return this.affinity === null ? 0 : this.affinity.size
   }

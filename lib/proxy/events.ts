@@ -57,6 +57,6 @@ export function observed (ee: EventEmitter, name: keyof ProxyEventMap): boolean 
 }
 
 export function hostPort (ip: string | undefined, port: number | undefined): string {
-  if (ip === undefined) return ''
+  if (ip === undefined || ip === '') return ''
   return ip.includes(':') ? `[${ip}]:${port ?? 0}` : `${ip}:${port ?? 0}`
 }

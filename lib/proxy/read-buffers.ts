@@ -36,12 +36,14 @@ export interface BufferedSocket extends Socket {
 
 export type ReadCallback = (this: BufferedSocket, nread: number, buf: Buffer) => boolean
 
-function take (size: number): Buffer {
+/** A read buffer of `size` (SMALL_READ or LARGE_READ) from the pool, or a new one. */
+export function takeReadBuffer (size: number): Buffer {
   const b = size === LARGE_READ ? largePool.pop() : smallPool.pop()
   return b ?? Buffer.allocUnsafeSlow(size)
 }
 
-function give (b: Buffer): void {
+/** Returns a read buffer nothing points into any more. */
+export function giveReadBuffer (b: Buffer): void {
   if (b.length === LARGE_READ) { if (largePool.length < LARGE_POOL_MAX) largePool.push(b) } else if (b.length === SMALL_READ && smallPool.length < SMALL_POOL_MAX) smallPool.push(b)
 }
 
@@ -53,14 +55,14 @@ let initial: Buffer | null = null
 function nextReadBuffer (): Buffer | undefined {
   const s = current
   if (s === null) {
-    initial = take(SMALL_READ)
+    initial = takeReadBuffer(SMALL_READ)
     return initial
   }
   current = null
   const size = s[kNextSize]
   if (size === 0) return undefined // keep reading into the same buffer
   s[kNextSize] = 0
-  const b = take(size)
+  const b = takeReadBuffer(size)
   s[kReadBuf] = b
   return b
 }
@@ -87,10 +89,10 @@ export function afterRelay (src: BufferedSocket, dst: Socket | null, n: number, 
     return
   }
   if (n === size && size === SMALL_READ) {
-    give(buf)
+    giveReadBuffer(buf)
     src[kNextSize] = LARGE_READ
   } else if (size === LARGE_READ && n < SMALL_READ / 2) {
-    give(buf)
+    giveReadBuffer(buf)
     src[kNextSize] = SMALL_READ
   }
 }
@@ -111,7 +113,7 @@ export function reclaim (src: BufferedSocket): void {
   const b = src[kParked]
   if (b != null) { // undefined on a socket that never used pooled reads
     src[kParked] = null
-    give(b)
+    giveReadBuffer(b)
   }
 }
 
@@ -120,7 +122,7 @@ export function releaseReadBuffer (s: BufferedSocket): void {
   const b = s[kReadBuf]
   if (b == null) return // also a socket that never used pooled reads
   s[kReadBuf] = null
-  give(b)
+  giveReadBuffer(b)
   // A parked buffer may still sit in a cancelled write of the peer: leave it to the GC.
   s[kParked] = null
 }

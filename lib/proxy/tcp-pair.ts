@@ -1,0 +1,174 @@
+import type { Backend } from '../table/backend.js'
+import { type CloseReason, hostPort, observed } from './events.js'
+import type { TcpFrontend } from './tcp.js'
+import type { ServicePortRuntime } from './runtime.js'
+
+/**
+ * kube-proxy's dial ladder: 4 attempts, each on the next endpoint, with growing timeouts.
+ * Unlike kube-proxy the ladder runs per connection, off the accept path (kubernetes#12242).
+ */
+export const DIAL_TIMEOUTS_MS = [250, 500, 1000, 2000] as const
+
+/**
+ * One proxied connection, as the frontend and the accounting see it, whichever engine moves
+ * its bytes (tcp-uv.ts: libuv handles; tcp-stream.ts: net.Socket). The engine implements the
+ * abstract part; the dial ladder's bookkeeping, the counters and the events live here, once.
+ */
+export abstract class PairBase {
+  readonly id: number
+  readonly fe: TcpFrontend
+  readonly rt: ServicePortRuntime
+  readonly start: number
+  endpoint: Backend | null = null
+  attempt = 0
+  timer: NodeJS.Timeout | null = null
+  reason: CloseReason | null = null
+  connected = false
+  finished = false
+  // hardening (#8): idle sweep state: byte count at the last sweep, sweeps since it moved.
+  idleBytes = -1
+  idleTicks = 0
+  /** hardening (#8): endpoints this connection failed to dial; allocated on the first failure only. */
+  tried: Backend[] | null = null
+  private peerIP: string | null = null
+  private peerPort = 0
+
+  constructor (id: number, fe: TcpFrontend) {
+    this.id = id
+    this.fe = fe
+    this.rt = fe.rt
+    this.start = Date.now()
+  }
+
+  /** The client's address: asked of the kernel only when affinity or an event needs it. */
+  get clientIP (): string {
+    if (this.peerIP === null) this.lookupPeer()
+    return this.peerIP as string
+  }
+
+  get clientPort (): number {
+    if (this.peerIP === null) this.lookupPeer()
+    return this.peerPort
+  }
+
+  private lookupPeer (): void {
+    const a = this.peer()
+    this.peerIP = a.address
+    this.peerPort = a.port
+  }
+
+  /** The client socket's remote address ('' and 0 once closed). */
+  protected abstract peer (): { address: string, port: number }
+  /** Bytes read from the client, and written to it. */
+  abstract bytesIn (): number
+  abstract bytesOut (): number
+  /** Bytes accepted for writing but not yet taken by the kernel, both directions. */
+  abstract queued (): number
+  /** Ends the connection now, the client reset (a refused or broken service, or shutdown). */
+  abstract abort (reason: CloseReason): void
+  /** Closes a connection found idle by the sweep. */
+  abstract closeIdle (): void
+  /** The endpoint being dialled was removed: move on to the next one. */
+  abstract dialGone (): void
+}
+
+/**
+ * The endpoint for the next dial: the balancer's pick, skipping endpoints this connection
+ * already failed on while others remain (concurrent connections share the round-robin cursor,
+ * so a retry could otherwise land on the endpoint that just refused it).
+ */
+export function pickEndpoint (p: PairBase): Backend | undefined {
+  const rt = p.rt
+  const candidates = p.fe.spec.local ? rt.localEndpoints : undefined
+  const ip = rt.balancer.usesClientIP ? p.clientIP : ''
+  let b = rt.balancer.pick(ip, p.attempt > 0, candidates)
+  const tried = p.tried
+  if (tried !== null && b !== undefined) {
+    const n = (candidates ?? rt.balancer.endpoints).length
+    for (let i = 0; i < n && b !== undefined && tried.includes(b); i++) b = rt.balancer.pick(ip, true, candidates)
+  }
+  if (b === undefined && p.attempt === 0) rt.noEndpoints++
+  return b
+}
+
+/** The backend answered: count it and tell listeners. */
+export function noteConnected (p: PairBase): void {
+  if (p.timer !== null) { clearTimeout(p.timer); p.timer = null }
+  p.connected = true
+  const b = p.endpoint as Backend
+  b.accepted++
+  b.active++
+  const ev = p.fe.ctx.events
+  if (observed(ev, 'endpoint')) ev.emit('endpoint', { ...baseEvent(p), endpoint: b.key, attempt: p.attempt })
+}
+
+/** A dial failed: count it and tell listeners. */
+export function noteDialFailed (p: PairBase, error: string): void {
+  if (p.timer !== null) { clearTimeout(p.timer); p.timer = null }
+  const b = p.endpoint
+  const rt = p.rt
+  rt.dialFailures++
+  if (b !== null) { b.dialFailures++; (p.tried ??= []).push(b) } // hardening (#8): tried
+  const ev = p.fe.ctx.events
+  if (observed(ev, 'dialFailed')) ev.emit('dialFailed', { ...baseEvent(p), endpoint: b?.key ?? '', attempt: p.attempt, error })
+  p.endpoint = null
+}
+
+/** After a failed dial: true if the ladder has another rung (dial again), false to give up. */
+export function nextRung (p: PairBase): boolean {
+  const rt = p.rt
+  rt.balancer.unpin(p.clientIP)
+  p.attempt++
+  if (p.attempt >= DIAL_TIMEOUTS_MS.length) return false
+  rt.dialRetries++
+  return true
+}
+
+/** Both sides are closed: release the connection's counts and report it. */
+export function notePairFinished (p: PairBase): void {
+  if (p.finished) return
+  p.finished = true
+  if (p.timer !== null) { clearTimeout(p.timer); p.timer = null }
+  p.fe.ctx.limits.active-- // hardening (#8): admitted on accept
+  const rt = p.rt
+  rt.active--
+  const b = p.endpoint
+  if (b !== null && p.connected) b.active--
+  p.fe.pairs.delete(p)
+  const ev = p.fe.ctx.events
+  if (observed(ev, 'close')) {
+    ev.emit('close', {
+      ...baseEvent(p),
+      endpoint: p.connected && b !== null ? b.key : null,
+      bytesIn: p.bytesIn(),
+      bytesOut: p.bytesOut(),
+      durationMs: Date.now() - p.start,
+      reason: p.reason ?? 'eof',
+    })
+  }
+}
+
+/** A connection was accepted: count it and tell listeners. */
+export function noteAccepted (p: PairBase): void {
+  const fe = p.fe
+  fe.pairs.add(p)
+  const rt = fe.rt
+  rt.accepted++
+  rt.active++
+  const ev = fe.ctx.events
+  // The client's address is gone once its socket closes: fetch it now if an event will need it.
+  if (observed(ev, 'close') || observed(ev, 'dialFailed') || observed(ev, 'endpoint')) void p.clientIP
+  if (observed(ev, 'accept')) ev.emit('accept', baseEvent(p))
+}
+
+function baseEvent (p: PairBase): { id: number, service: string, port: string, protocol: 'TCP', client: string, frontend: string } {
+  return {
+    id: p.id,
+    service: `${p.rt.namespace}/${p.rt.service}`,
+    port: p.rt.portLabel,
+    protocol: 'TCP',
+    client: hostPort(p.clientIP, p.clientPort),
+    // The listener, not the socket: a closed socket no longer knows its local address.
+    frontend: hostPort(p.fe.spec.host, p.fe.boundPort),
+  }
+}

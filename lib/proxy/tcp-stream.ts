@@ -1,0 +1,247 @@
+import { connect, type Socket } from 'node:net'
+import type { CloseReason } from './events.js'
+import { acceptFailed } from './limits.js' // hardening (#8)
+import { adoptAccepted, type BufferedSocket, connectBuffered, reclaim, relay, releaseReadBuffer } from './read-buffers.js'
+import { DIAL_TIMEOUTS_MS, nextRung, noteAccepted, noteConnected, noteDialFailed, notePairFinished, PairBase, pickEndpoint } from './tcp-pair.js'
+import type { TcpFrontend } from './tcp.js'
+
+/**
+ * The `net` TCP engine: the data path on net.Socket streams. The fallback when Node's libuv
+ * handles are not reachable (uv.ts), and `tcpEngine: 'net'`. With `pooledReads` (the default)
+ * both sockets read into pooled buffers (read-buffers.ts); otherwise through 'data' events.
+ */
+
+const kPair = Symbol('svcproxy.pair')
+
+// A socket of a pair; with pooled reads it is also a BufferedSocket.
+interface PairSocket extends BufferedSocket { [kPair]: StreamPair }
+
+/** Handlers are module-level functions that find the pair through the socket: no closures per connection. */
+class StreamPair extends PairBase {
+  readonly client: PairSocket
+  backend: PairSocket | null = null
+  /** Both sockets read into pooled buffers (read-buffers.ts). */
+  pooled = false
+  clientClosed = false
+  backendClosed = true
+
+  constructor (id: number, client: PairSocket, fe: TcpFrontend) {
+    super(id, fe)
+    this.client = client
+  }
+
+  protected peer (): { address: string, port: number } {
+    return { address: this.client.remoteAddress ?? '', port: this.client.remotePort ?? 0 }
+  }
+
+  bytesIn (): number { return this.client.bytesRead }
+  bytesOut (): number { return this.client.bytesWritten }
+  queued (): number { return this.client.writableLength + (this.backend?.writableLength ?? 0) }
+  abort (reason: CloseReason): void { abort(this, reason) }
+  dialGone (): void { dialFailed(this, 'endpoint removed') }
+
+  closeIdle (): void {
+    if (this.reason === null) this.reason = 'idle-timeout'
+    this.client.destroy()
+    this.backend?.destroy()
+  }
+}
+
+function ignore (): void {} // hardening (#8): a rejected socket's late errors
+
+/** A connection accepted by the frontend's net.Server ('connection'). */
+export function acceptStream (fe: TcpFrontend, sock: Socket, admitted: boolean): void {
+  // hardening (#8): over --max-connections or the service's limit: reset at once, counted.
+  if (!admitted) { sock.on('error', ignore); sock.resetAndDestroy(); return }
+  const client = ((fe.ctx.pooledReads ? adoptAccepted(sock, onClientRead) : null) ?? sock) as PairSocket
+  const pair = new StreamPair(fe.ctx.nextConnectionId(), client, fe)
+  pair.pooled = fe.ctx.pooledReads && client !== sock
+  client[kPair] = pair
+  client.on('error', onClientError)
+  client.on('close', onClientClose)
+  noteAccepted(pair)
+  dial(pair)
+}
+
+function dial (p: StreamPair): void {
+  const b = pickEndpoint(p)
+  if (b === undefined) {
+    abort(p, p.attempt === 0 ? 'no-endpoints' : 'dial-failed')
+    return
+  }
+  p.endpoint = b
+  const s = (p.pooled ? connectBuffered(b.ip, b.port, onBackendRead) : connect({ host: b.ip, port: b.port, allowHalfOpen: true, noDelay: true })) as PairSocket
+  s[kPair] = p
+  p.backend = s
+  p.backendClosed = false
+  s.on('connect', onBackendConnect)
+  s.on('error', onBackendError)
+  s.on('close', onBackendClose)
+  p.timer = setTimeout(onDialTimeout, DIAL_TIMEOUTS_MS[p.attempt] ?? 2000, p)
+}
+
+function onDialTimeout (p: StreamPair): void {
+  p.timer = null
+  if (!p.connected) dialFailed(p, 'dial timeout')
+}
+
+function dialFailed (p: StreamPair, error: string): void {
+  const s = p.backend
+  if (s !== null) {
+    // Detach first: the failed socket's own close must not end the pair.
+    s.removeListener('close', onBackendClose)
+    s.removeListener('connect', onBackendConnect)
+    s.destroy()
+    p.backend = null
+    p.backendClosed = true
+  }
+  noteDialFailed(p, error)
+  if (p.clientClosed) { notePairFinished(p); return }
+  if (nextRung(p)) dial(p)
+  else abort(p, 'dial-failed')
+}
+
+function onBackendConnect (this: PairSocket): void {
+  const p = this[kPair]
+  if (p.clientClosed) { this.destroy(); return }
+  noteConnected(p)
+  const c = p.client
+  if (!p.pooled) {
+    c.on('data', onClientData)
+    this.on('data', onBackendData)
+  }
+  c.on('end', onClientEnd)
+  c.on('drain', onClientDrain)
+  this.on('end', onBackendEnd)
+  this.on('drain', onBackendDrain)
+  c.resume()
+}
+
+// Data path. Backpressure: when a write is refused, pause the source until the sink drains,
+// so a slow reader on either side holds at most one socket buffer, never an unbounded queue.
+function onClientData (this: PairSocket, chunk: Buffer): void {
+  const p = this[kPair]
+  const n = chunk.length
+  p.rt.bytesUp += n
+  const b = p.endpoint
+  if (b !== null) b.bytesUp += n
+  const dst = p.backend
+  if (dst !== null && !dst.write(chunk)) this.pause()
+}
+
+function onBackendData (this: PairSocket, chunk: Buffer): void {
+  const p = this[kPair]
+  const n = chunk.length
+  p.rt.bytesDown += n
+  const b = p.endpoint
+  if (b !== null) b.bytesDown += n
+  if (!p.client.write(chunk)) this.pause()
+}
+
+// Pooled reads: the same, through net's `onread` (see read-buffers.ts); returning false stops
+// reading until the other side drains.
+function onClientRead (this: BufferedSocket, n: number, buf: Buffer): boolean {
+  const p = (this as PairSocket)[kPair]
+  p.rt.bytesUp += n
+  const b = p.endpoint
+  if (b !== null) b.bytesUp += n
+  const dst = p.backend
+  if (dst === null) return false
+  return relay(this, dst, n, buf)
+}
+
+function onBackendRead (this: BufferedSocket, n: number, buf: Buffer): boolean {
+  const p = (this as PairSocket)[kPair]
+  p.rt.bytesDown += n
+  const b = p.endpoint
+  if (b !== null) b.bytesDown += n
+  return relay(this, p.client, n, buf)
+}
+
+function onClientDrain (this: PairSocket): void {
+  const b = this[kPair].backend
+  if (b === null) return
+  reclaim(b)
+  b.resume()
+}
+
+function onBackendDrain (this: PairSocket): void {
+  const c = this[kPair].client
+  reclaim(c)
+  c.resume()
+}
+
+// Half-close: a FIN from one side becomes a FIN to the other once its queued data is written.
+function onClientEnd (this: PairSocket): void {
+  this[kPair].backend?.end()
+}
+
+function onBackendEnd (this: PairSocket): void {
+  this[kPair].client.end()
+}
+
+function onClientError (this: PairSocket): void {
+  const p = this[kPair]
+  if (p.reason === null) p.reason = 'client-error'
+  const b = p.backend
+  if (b !== null && !b.destroyed) reset(b)
+}
+
+function onBackendError (this: PairSocket, err: NodeJS.ErrnoException): void {
+  const p = this[kPair]
+  if (!p.connected) {
+    // hardening (#8): no descriptor for the backend socket: the same episode as a failed accept.
+    if (err.code === 'EMFILE' || err.code === 'ENFILE') acceptFailed(p.fe.ctx.limits, p.fe.ctx.logger, p.rt.id, err.code)
+    dialFailed(p, err.message)
+    return
+  }
+  if (p.reason === null) p.reason = 'backend-error'
+  if (!p.client.destroyed) reset(p.client)
+}
+
+function onClientClose (this: PairSocket, hadError: boolean): void {
+  const p = this[kPair]
+  p.clientClosed = true
+  releaseReadBuffer(this)
+  const b = p.backend
+  if (b !== null && !b.destroyed && (hadError || !p.connected)) {
+    if (p.reason === null) p.reason = 'client-error'
+    b.destroy()
+  }
+  if (p.timer !== null && !p.connected) {
+    clearTimeout(p.timer)
+    p.timer = null
+  }
+  if (p.backendClosed) notePairFinished(p)
+}
+
+function onBackendClose (this: PairSocket, hadError: boolean): void {
+  const p = this[kPair]
+  p.backendClosed = true
+  releaseReadBuffer(this)
+  if (hadError && !p.client.destroyed) {
+    if (p.reason === null) p.reason = 'backend-error'
+    reset(p.client)
+  }
+  if (p.clientClosed) notePairFinished(p)
+}
+
+/** Ends a connection that cannot (or may no longer) be served: the client gets a reset, not a hang. */
+function abort (p: StreamPair, reason: CloseReason): void {
+  if (p.reason === null) p.reason = reason
+  if (p.timer !== null) { clearTimeout(p.timer); p.timer = null }
+  const b = p.backend
+  if (b !== null && !b.destroyed) b.destroy()
+  if (!p.client.destroyed) reset(p.client)
+  else if (p.backendClosed || b === null) notePairFinished(p)
+}
+
+/**
+ * Sends an RST instead of a FIN, so the peer sees the failure (a refused or broken service)
+ * rather than a clean end. Only on a socket that is still fully open: resetting one that has
+ * already seen the peer's FIN can leave the handle stuck at process exit (observed on Node 20).
+ */
+function reset (s: Socket): void {
+  if (s.readyState === 'open' && !s.readableEnded) s.resetAndDestroy()
+  else s.destroy()
+}

@@ -1,0 +1,336 @@
+import { getSystemErrorName } from 'node:util'
+import type { CloseReason } from './events.js'
+import { acceptFailed } from './limits.js' // hardening (#8)
+import { LARGE_READ, SMALL_READ, giveReadBuffer, takeReadBuffer } from './read-buffers.js'
+import { DIAL_TIMEOUTS_MS, nextRung, noteAccepted, noteConnected, noteDialFailed, notePairFinished, PairBase, pickEndpoint } from './tcp-pair.js'
+import type { TcpFrontend } from './tcp.js'
+import { UV_ENOTCONN, UV_EOF, type UvConnectReq, type UvShutdownReq, type UvTcpBinding, type UvTcpHandle, uvTcp, type UvWriteReq } from './uv.js'
+
+/**
+ * The `uv` TCP engine (the default): the data path on libuv handles (uv.ts), no net.Socket.
+ *
+ * Per connection: one UvPair, two Sides, the two handles and their requests; reads go into
+ * pooled buffers. A chunk read from one side is written to the other at once, from the read
+ * callback. When that write cannot finish at once (the peer's socket buffer is full) the
+ * source stops reading until it has: one write in flight per direction is the backpressure,
+ * and it is also what keeps the read buffer untouched while the kernel still has to copy it.
+ * A FIN read on one side becomes a shutdown of the other, queued by libuv behind its writes.
+ */
+
+const kSide = Symbol('svcproxy.side')
+
+type Handle = UvTcpHandle & { [kSide]: Side }
+type WriteReq = UvWriteReq & { [kSide]: Side }
+type ShutdownReq = UvShutdownReq & { [kSide]: Side }
+type ConnectReq = UvConnectReq & { [kSide]: Side }
+
+// This engine is only chosen when the bindings loaded (tcp.ts).
+const uv = uvTcp as UvTcpBinding
+
+function errName (err: number): string {
+  try {
+    return getSystemErrorName(err)
+  } catch {
+    return `error ${err}`
+  }
+}
+
+/** One socket of a pair. */
+class Side {
+  readonly pair: UvPair
+  readonly h: Handle
+  readonly isClient: boolean
+  peer!: Side
+  /** The buffer reads land in (from the pool; back to it when the side closes). */
+  buf: Buffer | null = null
+  /** A request for writes to this side, reused while writes finish at once; null while one is in flight. */
+  req: WriteReq | null = null
+  /** A write to this side is in flight: its source (the peer) is not reading. */
+  writing = false
+  /** Reading was stopped by backpressure (not by EOF). */
+  paused = false
+  bytesRead = 0
+  /** Its FIN was read. */
+  readEnded = false
+  /** A shutdown (our FIN to it) was issued / has completed. */
+  shutting = false
+  writeEnded = false
+  closed = false
+
+  constructor (pair: UvPair, h: UvTcpHandle, isClient: boolean) {
+    this.pair = pair
+    this.h = h as Handle
+    this.h[kSide] = this
+    this.isClient = isClient
+    h.onread = onRead
+  }
+}
+
+class UvPair extends PairBase {
+  readonly client: Side
+  backend: Side | null = null
+
+  constructor (id: number, h: UvTcpHandle, fe: TcpFrontend) {
+    super(id, fe)
+    this.client = new Side(this, h, true)
+  }
+
+  protected peer (): { address: string, port: number } {
+    if (this.client.closed) return { address: '', port: 0 }
+    const out: { address?: string, port?: number } = {}
+    this.client.h.getpeername(out)
+    return { address: out.address ?? '', port: out.port ?? 0 }
+  }
+
+  bytesIn (): number { return this.client.bytesRead }
+  bytesOut (): number { return this.backend?.bytesRead ?? 0 }
+  queued (): number { return queuedOn(this.client) + (this.backend === null ? 0 : queuedOn(this.backend)) }
+  abort (reason: CloseReason): void { abort(this, reason) }
+  dialGone (): void { dialFailed(this, 'endpoint removed') }
+
+  closeIdle (): void {
+    if (this.reason === null) this.reason = 'idle-timeout'
+    closeSide(this.client, false)
+    if (this.backend !== null) closeSide(this.backend, false)
+    notePairFinished(this)
+  }
+}
+
+function queuedOn (s: Side): number {
+  return s.closed ? 0 : s.h.writeQueueSize
+}
+
+/**
+ * A connection accepted on the frontend's listening handle (its `onconnection`). `err` is a
+ * failed accept (EMFILE and the like); the listener goes on.
+ */
+export function acceptHandle (fe: TcpFrontend, err: number, h: UvTcpHandle | undefined): void {
+  if (err !== 0 || h === undefined) {
+    fe.acceptError(errName(err))
+    return
+  }
+  // hardening (#8): over --max-connections or the service's limit: reset at once, counted.
+  if (!fe.admit()) { if (h.reset() !== 0) h.close(); return }
+  h.setNoDelay(true)
+  const p = new UvPair(fe.ctx.nextConnectionId(), h, fe)
+  noteAccepted(p)
+  dial(p)
+}
+
+function dial (p: UvPair): void {
+  const b = pickEndpoint(p)
+  if (b === undefined) {
+    abort(p, p.attempt === 0 ? 'no-endpoints' : 'dial-failed')
+    return
+  }
+  p.endpoint = b
+  const h = uv.newSocket()
+  h.setNoDelay(true) // applied when connect creates the socket
+  const s = new Side(p, h, false)
+  s.peer = p.client
+  p.client.peer = s
+  p.backend = s
+  const req = uv.newConnectReq() as ConnectReq
+  req.oncomplete = onConnect
+  req[kSide] = s
+  const err = b.ip.includes(':') ? h.connect6(req, b.ip, b.port) : h.connect(req, b.ip, b.port)
+  if (err !== 0) {
+    // hardening (#8): no descriptor for the backend socket: the same episode as a failed accept.
+    const code = errName(err)
+    if (code === 'EMFILE' || code === 'ENFILE') acceptFailed(p.fe.ctx.limits, p.fe.ctx.logger, p.rt.id, code)
+    dialFailed(p, `connect ${code} ${b.ip}:${b.port}`)
+    return
+  }
+  p.timer = setTimeout(onDialTimeout, DIAL_TIMEOUTS_MS[p.attempt] ?? 2000, p)
+}
+
+function onDialTimeout (p: UvPair): void {
+  p.timer = null
+  if (!p.connected) dialFailed(p, 'dial timeout')
+}
+
+function dialFailed (p: UvPair, error: string): void {
+  if (p.finished) return
+  const s = p.backend
+  if (s !== null) {
+    closeSide(s, false) // a connect still pending is cancelled; its callback is then ignored
+    p.backend = null
+  }
+  noteDialFailed(p, error)
+  if (nextRung(p)) dial(p)
+  else abort(p, 'dial-failed')
+}
+
+function onConnect (this: ConnectReq, status: number): void {
+  const s = this[kSide]
+  const p = s.pair
+  if (s.closed || p.backend !== s) return // a dial given up on (timeout, endpoint removed)
+  if (status < 0) {
+    const b = p.endpoint
+    dialFailed(p, `connect ${errName(status)}${b === null ? '' : ` ${b.ip}:${b.port}`}`)
+    return
+  }
+  noteConnected(p)
+  startReading(p.client)
+  startReading(s)
+}
+
+function startReading (s: Side): void {
+  const b = takeReadBuffer(SMALL_READ)
+  s.buf = b
+  s.h.useUserBuffer(b)
+  const err = s.h.readStart()
+  if (err !== 0) sideFailed(s)
+}
+
+// The read callback: `this` is the handle, nread comes through the shared state array.
+function onRead (this: Handle): Buffer | undefined {
+  const n = uv.state[uv.READ_BYTES_OR_ERROR] as number
+  const s = this[kSide]
+  if (n > 0) {
+    s.bytesRead += n
+    const p = s.pair
+    const b = p.endpoint
+    if (s.isClient) {
+      p.rt.bytesUp += n
+      if (b !== null) b.bytesUp += n
+    } else {
+      p.rt.bytesDown += n
+      if (b !== null) b.bytesDown += n
+    }
+    return relay(s, n)
+  }
+  if (n === 0) return undefined
+  if (n === UV_EOF) endRead(s)
+  else sideFailed(s)
+  return undefined
+}
+
+/**
+ * Writes what `src` read to its peer. Returns the buffer the next read goes to when it
+ * changes size: LARGE after a read filled a SMALL one (a bulk stream), SMALL again after a
+ * short read, so an idle connection holds 2 × SMALL.
+ */
+function relay (src: Side, n: number): Buffer | undefined {
+  const dst = src.peer
+  const buf = src.buf as Buffer
+  if (dst.closed || dst.writeEnded) return undefined
+  let req = dst.req
+  if (req === null) {
+    req = uv.newWriteReq() as WriteReq
+    req.handle = dst.h
+    req.oncomplete = onWriteDone
+    req[kSide] = dst
+    dst.req = req
+  }
+  const err = dst.h.writeBuffer(req, n === buf.length ? buf : buf.subarray(0, n))
+  if (err !== 0) {
+    sideFailed(dst)
+    return undefined
+  }
+  if (uv.state[uv.LAST_WRITE_WAS_ASYNC] !== 0) {
+    // The kernel has not taken it all: libuv finishes the write from `buf` later, so the
+    // source reads nothing more (into buf or at all) until it is done. The request now
+    // belongs to the write; the next write gets a new one.
+    dst.req = null
+    dst.writing = true
+    src.paused = true
+    src.h.readStop()
+    return undefined
+  }
+  const size = buf.length
+  if (n === size && size === SMALL_READ) return swapBuffer(src, buf, LARGE_READ)
+  if (size === LARGE_READ && n < SMALL_READ / 2) return swapBuffer(src, buf, SMALL_READ)
+  return undefined
+}
+
+function swapBuffer (s: Side, old: Buffer, size: number): Buffer {
+  giveReadBuffer(old)
+  const b = takeReadBuffer(size)
+  s.buf = b
+  return b
+}
+
+function onWriteDone (this: WriteReq, status: number): void {
+  const dst = this[kSide]
+  dst.writing = false
+  if (dst.closed) return
+  if (status < 0) { sideFailed(dst); return }
+  const src = dst.peer
+  if (src.paused && !src.closed) {
+    src.paused = false
+    if (src.h.readStart() !== 0) sideFailed(src)
+  }
+}
+
+/** `s` sent its FIN: pass it on to the peer, behind what is still being written to it. */
+function endRead (s: Side): void {
+  s.readEnded = true
+  const dst = s.peer
+  if (dst.closed || dst.shutting) { maybeDone(s.pair); return }
+  dst.shutting = true
+  const req = uv.newShutdownReq() as ShutdownReq
+  req.handle = dst.h
+  req.oncomplete = onShutdownDone
+  req[kSide] = dst
+  const err = dst.h.shutdown(req)
+  if (err === 0) return
+  if (err === UV_ENOTCONN || err === 1) { dst.writeEnded = true; maybeDone(s.pair); return }
+  sideFailed(dst)
+}
+
+function onShutdownDone (this: ShutdownReq, status: number): void {
+  const dst = this[kSide]
+  if (dst.closed) return
+  if (status < 0 && status !== UV_ENOTCONN) { sideFailed(dst); return }
+  dst.writeEnded = true
+  maybeDone(dst.pair)
+}
+
+/** Both FINs have been passed on: the connection is over. */
+function maybeDone (p: UvPair): void {
+  const b = p.backend
+  if (b === null || !p.client.writeEnded || !b.writeEnded) return
+  closeSide(p.client, false)
+  closeSide(b, false)
+  notePairFinished(p)
+}
+
+/** A read or write on `s` failed (a reset, a broken pipe): its peer is reset, both close. */
+function sideFailed (s: Side): void {
+  const p = s.pair
+  if (s.closed) return
+  if (p.reason === null) p.reason = s.isClient ? 'client-error' : 'backend-error'
+  closeSide(s, false)
+  const peer = p.backend === null ? null : s.peer
+  if (peer !== null && !peer.closed) closeSide(peer, true)
+  notePairFinished(p)
+}
+
+/** Ends a connection that cannot (or may no longer) be served: the client gets a reset, not a hang. */
+function abort (p: UvPair, reason: CloseReason): void {
+  if (p.reason === null) p.reason = reason
+  if (p.timer !== null) { clearTimeout(p.timer); p.timer = null }
+  if (p.backend !== null) closeSide(p.backend, false)
+  closeSide(p.client, true)
+  notePairFinished(p)
+}
+
+/**
+ * Closes a side's handle; `reset` sends an RST instead of a FIN, so the peer sees the failure
+ * rather than a clean end, but only while the socket is fully open (no FIN either way yet).
+ */
+function closeSide (s: Side, reset: boolean): void {
+  if (s.closed) return
+  s.closed = true
+  const h = s.h
+  if (!reset || s.readEnded || s.shutting || h.reset() !== 0) h.close()
+  const b = s.buf
+  if (b !== null) {
+    s.buf = null
+    // A write to the peer may still point into it (cancelled by the peer's close, or not
+    // yet): such a buffer is left to the GC instead of going back to the pool.
+    const peer = s.peer as Side | undefined
+    if (peer === undefined || !peer.writing) giveReadBuffer(b)
+  }
+}

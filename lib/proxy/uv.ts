@@ -1,0 +1,106 @@
+/**
+ * Node's libuv TCP stream handles, reached without net.Socket (the `uv` TCP engine, tcp-uv.ts).
+ *
+ * Why: a net.Socket is a Duplex stream, an EventEmitter and a dozen helper objects. At one
+ * connection per request, building, wiring and destroying three of them (accepted, re-wrapped,
+ * backend) was most of the proxy's user CPU. The handles underneath are what net.Socket drives
+ * too: `TCP` (tcp_wrap) with `readStart`/`writeBuffer`/`shutdown`/`close`, and the request
+ * objects `WriteWrap`, `ShutdownWrap` and `TCPConnectWrap`. docs/performance.md has the figures.
+ *
+ * The bindings come from `process.binding`, which Node documents as deprecated (DEP0111,
+ * documentation-only for these modules: no warning is printed). Everything is checked here,
+ * once; when anything is missing or differs, `uvTcp` is null and the proxy uses the net engine.
+ */
+
+/** A libuv TCP handle (node's TCPWrap). Return values are 0 or a negative errno (UV_E*). */
+export interface UvTcpHandle {
+  /** Called after each read; nread is in `streamState[READ_BYTES_OR_ERROR]`. May return the next read buffer. */
+  onread: ((this: never) => Buffer | undefined) | null
+  readonly writeQueueSize: number
+  readStart (): number
+  readStop (): number
+  /** Reads go into this buffer (until onread returns another one) instead of a new allocation each. */
+  useUserBuffer (buf: Buffer): void
+  writeBuffer (req: UvWriteReq, data: Uint8Array): number
+  shutdown (req: UvShutdownReq): number
+  connect (req: UvConnectReq, ip: string, port: number): number
+  connect6 (req: UvConnectReq, ip: string, port: number): number
+  getpeername (out: { address?: string, port?: number, family?: string }): number
+  setNoDelay (on: boolean): number
+  close (cb?: () => void): void
+  /** Close with SO_LINGER 0: the peer gets an RST. Fails (non-zero) while a shutdown is pending. */
+  reset (cb?: () => void): number
+}
+
+/** Requests (`this` in oncomplete is the request). A write in flight: `oncomplete(status)` runs only if the write could not finish at once. */
+export interface UvWriteReq { oncomplete: (this: never, status: number) => void, handle: UvTcpHandle | null }
+export interface UvShutdownReq { oncomplete: (this: never, status: number) => void, handle: UvTcpHandle | null }
+export interface UvConnectReq { oncomplete: (this: never, status: number) => void }
+
+export interface UvTcpBinding {
+  newSocket: () => UvTcpHandle
+  newWriteReq: () => UvWriteReq
+  newShutdownReq: () => UvShutdownReq
+  newConnectReq: () => UvConnectReq
+  /** Shared with C++: read result of the last read, and whether the last write went async. */
+  state: Int32Array
+  READ_BYTES_OR_ERROR: number
+  LAST_WRITE_WAS_ASYNC: number
+}
+
+/** libuv's end-of-stream code (UV_EOF) and two errnos the engine tests for. */
+export const UV_EOF = -4095
+export const UV_ENOTCONN = -107
+
+type Ctor<T> = new (...args: number[]) => T
+
+function load (): UvTcpBinding | null {
+  const binding = (process as unknown as { binding?: (name: string) => unknown }).binding
+  if (typeof binding !== 'function') return null
+  try {
+    const tcp = binding('tcp_wrap') as Record<string, unknown>
+    const stream = binding('stream_wrap') as Record<string, unknown>
+    const TCP = tcp.TCP as Ctor<UvTcpHandle> | undefined
+    const ConnectWrap = tcp.TCPConnectWrap as Ctor<UvConnectReq> | undefined
+    const constants = tcp.constants as Record<string, unknown> | undefined
+    const WriteWrap = stream.WriteWrap as Ctor<UvWriteReq> | undefined
+    const ShutdownWrap = stream.ShutdownWrap as Ctor<UvShutdownReq> | undefined
+    const state = stream.streamBaseState
+    const rb = stream.kReadBytesOrError
+    const wa = stream.kLastWriteWasAsync
+    const SOCKET = constants?.SOCKET
+    if (typeof TCP !== 'function' || typeof ConnectWrap !== 'function' || typeof WriteWrap !== 'function' ||
+      typeof ShutdownWrap !== 'function' || !(state instanceof Int32Array) || typeof rb !== 'number' ||
+      typeof wa !== 'number' || typeof SOCKET !== 'number') return null
+    const proto = TCP.prototype as unknown as Record<string, unknown>
+    for (const m of ['readStart', 'readStop', 'useUserBuffer', 'writeBuffer', 'shutdown', 'connect', 'connect6', 'getpeername', 'setNoDelay', 'close', 'reset']) {
+      if (typeof proto[m] !== 'function') return null
+    }
+    return {
+      newSocket: () => new TCP(SOCKET),
+      newWriteReq: () => new WriteWrap(),
+      newShutdownReq: () => new ShutdownWrap(),
+      newConnectReq: () => new ConnectWrap(),
+      state,
+      READ_BYTES_OR_ERROR: rb,
+      LAST_WRITE_WAS_ASYNC: wa,
+    }
+  } catch {
+    return null
+  }
+}
+
+/** The bindings, or null when this Node does not offer them as expected. */
+export const uvTcp: UvTcpBinding | null = load()
+
+interface ServerWithHandle { _handle?: { onconnection?: unknown } | null }
+
+/**
+ * The listening handle of a net.Server, to take over its `onconnection` (accepted handles then
+ * never become net.Sockets). Null when the server has none in the expected shape.
+ */
+export function listenHandle (server: object): { onconnection: unknown } | null {
+  const h = (server as ServerWithHandle)._handle
+  if (h === null || h === undefined || typeof h.onconnection !== 'function') return null
+  return h as { onconnection: unknown }
+}
