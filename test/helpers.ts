@@ -4,9 +4,14 @@ import { once } from 'node:events'
 import pino from 'pino'
 import { createProxy, type Proxy, type ProxyOptions } from '../lib/index.js'
 
+/** The TCP engine test proxies use unless a test asks: test/tcp-net-engine.test.ts sets it to 'net'. */
+export function testEngine (): 'uv' | 'net' {
+  return process.env.SVCPROXY_TEST_TCP_ENGINE === 'net' ? 'net' : 'uv'
+}
+
 /** A proxy with ephemeral ports, closed at teardown. */
 export function testProxy (t: { teardown: (fn: () => unknown) => void }, opts: ProxyOptions = {}): Proxy {
-  const p = createProxy({ ephemeralPorts: true, logger: pino({ level: 'silent' }), ...opts })
+  const p = createProxy({ ephemeralPorts: true, logger: pino({ level: 'silent' }), tcpEngine: testEngine(), ...opts })
   t.teardown(() => p.close())
   return p
 }

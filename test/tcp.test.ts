@@ -340,3 +340,9 @@ t.test('a port that could not bind is retried on the next change and then serves
   t.equal(p.status().find((s) => s.name === 'late')?.frontends[0]?.state, 'listening')
   t.equal(await fetchAll('127.50.0.31', port, 'ping'), 'ping')
 })
+
+t.test('tcpEngine: uv unless net is asked for; anything else is refused', async (t) => {
+  t.equal(testProxy(t, { tcpEngine: 'uv' }).tcpEngine, 'uv', 'Node 20 offers the libuv handles the uv engine needs')
+  t.equal(testProxy(t, { tcpEngine: 'net' }).tcpEngine, 'net')
+  t.throws(() => testProxy(t, { tcpEngine: 'fast' as 'uv' }), { code: 'SVCPROXY_CONFIG' })
+})
