@@ -10,7 +10,7 @@ import { DataPlane } from './proxy/dataplane.js'
 import type { ProxyEventMap } from './proxy/events.js'
 import type { FrontendKind, FrontendState } from './proxy/frontend.js'
 import { ConnectionLimits, MAX_CONNECTIONS_LIMIT } from './proxy/limits.js'
-import { type TcpEngine, tcpEngine } from './proxy/tcp.js'
+import { type Engine, engineFor } from './proxy/uv.js'
 import { cidrContains, parseCidr } from './util/cidr.js'
 import { type ObjectRef, Table } from './table/table.js'
 
@@ -36,14 +36,14 @@ export interface ProxyOptions {
   /** --udp-max-sessions per service port. */
   udpMaxSessions?: number
   /**
-   * --tcp-engine: what moves TCP bytes. 'uv' (default): libuv handles driven directly, no
-   * net.Socket per connection (uses process.binding; where this Node does not offer it, 'net'
-   * is used and `tcpEngine` on the proxy says so). 'net': net.Socket streams.
-   * See docs/performance.md.
+   * --engine: what moves the bytes. 'uv' (default): libuv's TCP and UDP handles driven directly,
+   * no net.Socket per connection and no dgram event per datagram (through process.binding;
+   * where this Node does not offer it, 'node' is used and `engine` on the proxy says so).
+   * 'node': Node's documented socket APIs, net.Socket and dgram. See docs/performance.md.
    */
-  tcpEngine?: TcpEngine
+  engine?: Engine
   /**
-   * With the 'net' engine: reads into pooled, size-adapting buffers instead of a fresh 64 KiB
+   * With the 'node' engine: TCP reads into pooled, size-adapting buffers instead of a fresh 64 KiB
    * Buffer per read (default true). false falls back to Node's ordinary 'data' events.
    */
   pooledReads?: boolean
@@ -140,7 +140,7 @@ export class Proxy extends EventEmitter<ProxyEventMap> {
   /** Connection limits and counters (--max-connections, rejections, accept failures). */
   readonly limits: ConnectionLimits
   /** The TCP engine in use (the one asked for, unless this Node lacks what 'uv' needs). */
-  readonly tcpEngine: TcpEngine
+  readonly engine: Engine
   private queue: Promise<unknown> = Promise.resolve()
   private connectionIds = 0
   private closed = false
@@ -162,10 +162,10 @@ export class Proxy extends EventEmitter<ProxyEventMap> {
     const tcpIdleTimeoutMs = opts.tcpIdleTimeoutMs ?? 0
     if (!Number.isFinite(tcpIdleTimeoutMs) || tcpIdleTimeoutMs < 0) throw new ConfigError(`tcpIdleTimeoutMs: expected a duration in ms >= 0, got ${String(tcpIdleTimeoutMs)}`)
     this.limits = new ConnectionLimits(maxConnections)
-    const wanted = opts.tcpEngine ?? 'uv'
-    if (wanted !== 'uv' && wanted !== 'net') throw new ConfigError(`tcpEngine: expected "uv" or "net", got ${String(wanted)}`)
-    this.tcpEngine = tcpEngine(wanted)
-    if (this.tcpEngine !== wanted) this.logger.info({ tcpEngine: this.tcpEngine }, 'libuv handles not available on this Node: TCP uses the net engine')
+    const wanted = opts.engine ?? 'uv'
+    if (wanted !== 'uv' && wanted !== 'node') throw new ConfigError(`engine: expected "uv" or "node", got ${String(wanted)}`)
+    this.engine = engineFor(wanted)
+    if (this.engine !== wanted) this.logger.info({ engine: this.engine }, 'libuv handles not available on this Node: using the node engine (net.Socket, dgram)')
     const self = this
     this.dataplane = new DataPlane({
       algorithm: opts.loadBalancer ?? 'round-robin',
@@ -178,7 +178,7 @@ export class Proxy extends EventEmitter<ProxyEventMap> {
         udpTimeoutMs: opts.udpTimeoutMs ?? DEFAULT_UDP_TIMEOUT_MS,
         udpMaxSessions: opts.udpMaxSessions ?? DEFAULT_UDP_MAX_SESSIONS,
         pooledReads: opts.pooledReads ?? true,
-        tcpEngine: this.tcpEngine,
+        engine: this.engine,
         limits: this.limits,
         tcpIdleTimeoutMs,
         nextConnectionId: () => ++self.connectionIds,

@@ -74,9 +74,9 @@ t.test('unknown flags and missing files: one clear line, non-zero exit', async (
   const r4 = await runToEnd(['run', '--config', join(root, 'examples/mysql.json'), '--udp-timeout', 'soon', ...adminFlags()])
   t.equal(r4.code, 2)
   t.match(r4.stderr, /--udp-timeout: expected a duration/)
-  const r5 = await runToEnd(['run', '--config', join(root, 'examples/mysql.json'), '--tcp-engine', 'fast', ...adminFlags()])
+  const r5 = await runToEnd(['run', '--config', join(root, 'examples/mysql.json'), '--engine', 'fast', ...adminFlags()])
   t.not(r5.code, 0)
-  t.match(r5.stderr, /--tcp-engine: expected uv or net, got "fast"/)
+  t.match(r5.stderr, /--engine: expected uv or node, got "fast"/)
 })
 
 t.test('--help documents every flag of a command', async (t) => {
@@ -110,9 +110,9 @@ t.test('run --config serves the file and follows an edit; SIGTERM exits 0', asyn
   t.equal(code, 0)
 })
 
-t.test('demo (on the net TCP engine): three pods answer round-robin through the Service', async (t) => {
+t.test('demo (on the node engine): three pods answer round-robin through the Service', async (t) => {
   const port = 20000 + Math.floor(Math.random() * 5000)
-  const child = cli(['demo', '--port', String(port), '--log-level', 'warn', '--tcp-engine', 'net', ...adminFlags()])
+  const child = cli(['demo', '--port', String(port), '--log-level', 'warn', '--engine', 'node', ...adminFlags()])
   let stdout = ''
   child.stdout?.on('data', (d: Buffer) => { stdout += d.toString() })
   t.teardown(() => child.kill('SIGKILL'))

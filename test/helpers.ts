@@ -4,14 +4,14 @@ import { once } from 'node:events'
 import pino from 'pino'
 import { createProxy, type Proxy, type ProxyOptions } from '../lib/index.js'
 
-/** The TCP engine test proxies use unless a test asks: test/tcp-net-engine.test.ts sets it to 'net'. */
-export function testEngine (): 'uv' | 'net' {
-  return process.env.SVCPROXY_TEST_TCP_ENGINE === 'net' ? 'net' : 'uv'
+/** The engine test proxies use unless a test asks: test/node-engine.test.ts sets it to 'node'. */
+export function testEngine (): 'uv' | 'node' {
+  return process.env.SVCPROXY_TEST_ENGINE === 'node' ? 'node' : 'uv'
 }
 
 /** A proxy with ephemeral ports, closed at teardown. */
 export function testProxy (t: { teardown: (fn: () => unknown) => void }, opts: ProxyOptions = {}): Proxy {
-  const p = createProxy({ ephemeralPorts: true, logger: pino({ level: 'silent' }), tcpEngine: testEngine(), ...opts })
+  const p = createProxy({ ephemeralPorts: true, logger: pino({ level: 'silent' }), engine: testEngine(), ...opts })
   t.teardown(() => p.close())
   return p
 }

@@ -66,9 +66,9 @@ t.test('40 concurrent stalling transfers keep every byte in order', async (t) =>
   t.ok(await until(() => readBufferPool().large > 0 && readBufferPool().small > 0), `pool filled: ${JSON.stringify(readBufferPool())}`)
 })
 
-t.test('net engine with pooledReads: false keeps Node\'s own reads, same bytes', async (t) => {
+t.test('node engine with pooledReads: false keeps Node\'s own reads, same bytes', async (t) => {
   const port = await stallingEcho(t, '127.0.8.2')
-  const p = testProxy(t, { tcpEngine: 'net', pooledReads: false })
+  const p = testProxy(t, { engine: 'node', pooledReads: false })
   await p.apply(svcWithEndpoints('plain', '127.50.8.2', 80, [{ ip: '127.0.8.2', port }]))
   const a = p.address('default/plain', 80)
   const r = await transfer(a.address, a.port, 3_000_000)

@@ -341,8 +341,8 @@ t.test('a port that could not bind is retried on the next change and then serves
   t.equal(await fetchAll('127.50.0.31', port, 'ping'), 'ping')
 })
 
-t.test('tcpEngine: uv unless net is asked for; anything else is refused', async (t) => {
-  t.equal(testProxy(t, { tcpEngine: 'uv' }).tcpEngine, 'uv', 'Node 20 offers the libuv handles the uv engine needs')
-  t.equal(testProxy(t, { tcpEngine: 'net' }).tcpEngine, 'net')
-  t.throws(() => testProxy(t, { tcpEngine: 'fast' as 'uv' }), { code: 'SVCPROXY_CONFIG' })
+t.test('engine: uv unless node is asked for; anything else is refused', async (t) => {
+  t.equal(testProxy(t, { engine: 'uv' }).engine, 'uv', 'Node 20 offers the libuv handles the uv engine needs')
+  t.equal(testProxy(t, { engine: 'node' }).engine, 'node')
+  t.throws(() => testProxy(t, { engine: 'fast' as 'uv' }), { code: 'SVCPROXY_CONFIG' })
 })

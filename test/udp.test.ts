@@ -47,6 +47,11 @@ t.test('request/response through the VIP: the reply comes from VIP:port', async 
   t.equal(accepts[0]?.client, `127.0.0.1:${c.port}`)
   t.equal(accepts[0]?.frontend, `127.60.0.1:${addr.port}`)
   t.equal(endpoints[0]?.endpoint, `127.0.40.1:${be.port}`)
+  // The path taken: with the uv engine datagrams come and go through the sockets' handles
+  // (udp-handle.ts), with the node engine through dgram's API.
+  const fe = [...p.dataplane.frontends.values()][0] as UdpFrontend
+  t.equal(fe.raw !== null, p.engine === 'uv', `service socket fast path under the ${p.engine} engine`)
+  t.equal(fe.find('127.0.0.1', c.port)?.raw !== null, p.engine === 'uv', `session socket fast path under the ${p.engine} engine`)
 })
 
 t.test('many clients are spread round-robin across endpoints', async (t) => {

@@ -95,10 +95,10 @@ function proxyOptions (values: FlagValues, logger: Logger): ProxyOptions {
   const lb = str(values, 'load-balancer') ?? 'round-robin'
   if (lb !== 'round-robin' && lb !== 'random') throw new ConfigError(`--load-balancer: expected round-robin or random, got "${lb}"`)
   const npa = str(values, 'nodeport-addresses')
-  const engine = str(values, 'tcp-engine') ?? 'uv'
-  if (engine !== 'uv' && engine !== 'net') throw new ConfigError(`--tcp-engine: expected uv or net, got "${engine}"`)
+  const engine = str(values, 'engine') ?? 'uv'
+  if (engine !== 'uv' && engine !== 'node') throw new ConfigError(`--engine: expected uv or node, got "${engine}"`)
   return {
-    tcpEngine: engine,
+    engine,
     logger,
     loadBalancer: lb as Algorithm,
     bindAddress: str(values, 'bind-address'),

@@ -47,9 +47,9 @@ export interface DataPlaneContext {
   readonly ephemeralPorts: boolean
   readonly udpTimeoutMs: number
   readonly udpMaxSessions: number
-  /** What moves TCP bytes: libuv handles (tcp-uv.ts) or net.Socket streams (tcp-stream.ts). */
-  readonly tcpEngine: 'uv' | 'net'
-  /** net engine: reads into pooled buffers (read-buffers.ts) instead of a fresh Buffer per read. */
+  /** What moves the bytes: libuv handles, or Node's socket APIs (uv.ts). */
+  readonly engine: 'uv' | 'node'
+  /** node engine: TCP reads into pooled buffers (read-buffers.ts) instead of a fresh Buffer per read. */
   readonly pooledReads: boolean
   /** --max-connections and the out-of-descriptors state, shared by every TCP frontend. */
   readonly limits: ConnectionLimits

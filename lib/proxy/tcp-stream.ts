@@ -6,8 +6,8 @@ import { DIAL_TIMEOUTS_MS, nextRung, noteAccepted, noteConnected, noteDialFailed
 import type { TcpFrontend } from './tcp.js'
 
 /**
- * The `net` TCP engine: the data path on net.Socket streams. The fallback when Node's libuv
- * handles are not reachable (uv.ts), and `tcpEngine: 'net'`. With `pooledReads` (the default)
+ * TCP in the `node` engine: the data path on net.Socket streams. The fallback when Node's libuv
+ * handles are not reachable (uv.ts), and `engine: 'node'`. With `pooledReads` (the default)
  * both sockets read into pooled buffers (read-buffers.ts); otherwise through 'data' events.
  */
 

@@ -1,13 +1,12 @@
-import { getSystemErrorName } from 'node:util'
 import type { CloseReason } from './events.js'
 import { acceptFailed } from './limits.js' // hardening (#8)
 import { LARGE_READ, SMALL_READ, giveReadBuffer, takeReadBuffer } from './read-buffers.js'
 import { DIAL_TIMEOUTS_MS, nextRung, noteAccepted, noteConnected, noteDialFailed, notePairFinished, PairBase, pickEndpoint } from './tcp-pair.js'
 import type { TcpFrontend } from './tcp.js'
-import { UV_ENOTCONN, UV_EOF, type UvConnectReq, type UvShutdownReq, type UvTcpBinding, type UvTcpHandle, uvTcp, type UvWriteReq } from './uv.js'
+import { UV_ENOTCONN, UV_EOF, type UvConnectReq, type UvShutdownReq, type UvTcpBinding, type UvTcpHandle, uvErrorName, uvTcp, type UvWriteReq } from './uv.js'
 
 /**
- * The `uv` TCP engine (the default): the data path on libuv handles (uv.ts), no net.Socket.
+ * TCP in the `uv` engine (the default): the data path on libuv handles (uv.ts), no net.Socket.
  *
  * Per connection: one UvPair, two Sides, the two handles and their requests; reads go into
  * pooled buffers. A chunk read from one side is written to the other at once, from the read
@@ -26,14 +25,6 @@ type ConnectReq = UvConnectReq & { [kSide]: Side }
 
 // This engine is only chosen when the bindings loaded (tcp.ts).
 const uv = uvTcp as UvTcpBinding
-
-function errName (err: number): string {
-  try {
-    return getSystemErrorName(err)
-  } catch {
-    return `error ${err}`
-  }
-}
 
 /** One socket of a pair. */
 class Side {
@@ -106,7 +97,7 @@ function queuedOn (s: Side): number {
  */
 export function acceptHandle (fe: TcpFrontend, err: number, h: UvTcpHandle | undefined): void {
   if (err !== 0 || h === undefined) {
-    fe.acceptError(errName(err))
+    fe.acceptError(uvErrorName(err))
     return
   }
   // hardening (#8): over --max-connections or the service's limit: reset at once, counted.
@@ -136,7 +127,7 @@ function dial (p: UvPair): void {
   const err = b.ip.includes(':') ? h.connect6(req, b.ip, b.port) : h.connect(req, b.ip, b.port)
   if (err !== 0) {
     // hardening (#8): no descriptor for the backend socket: the same episode as a failed accept.
-    const code = errName(err)
+    const code = uvErrorName(err)
     if (code === 'EMFILE' || code === 'ENFILE') acceptFailed(p.fe.ctx.limits, p.fe.ctx.logger, p.rt.id, code)
     dialFailed(p, `connect ${code} ${b.ip}:${b.port}`)
     return
@@ -167,7 +158,7 @@ function onConnect (this: ConnectReq, status: number): void {
   if (s.closed || p.backend !== s) return // a dial given up on (timeout, endpoint removed)
   if (status < 0) {
     const b = p.endpoint
-    dialFailed(p, `connect ${errName(status)}${b === null ? '' : ` ${b.ip}:${b.port}`}`)
+    dialFailed(p, `connect ${uvErrorName(status)}${b === null ? '' : ` ${b.ip}:${b.port}`}`)
     return
   }
   noteConnected(p)

@@ -5,25 +5,17 @@ import { acceptFailed, admit } from './limits.js' // hardening (#8)
 import type { PairBase } from './tcp-pair.js'
 import { acceptStream } from './tcp-stream.js'
 import { acceptHandle } from './tcp-uv.js'
-import { listenHandle, type UvTcpHandle, uvTcp } from './uv.js'
+import { listenHandle, type UvTcpHandle } from './uv.js'
 
 const kFrontend = Symbol('svcproxy.frontend')
 
 interface FrontendServer extends Server { [kFrontend]: TcpFrontend }
 interface ListenHandle { [kFrontend]: TcpFrontend, onconnection: unknown }
 
-/** Which engine moves the bytes: libuv handles (tcp-uv.ts), or net.Socket streams (tcp-stream.ts). */
-export type TcpEngine = 'uv' | 'net'
-
-/** The engine a proxy asking for `wanted` gets on this Node. */
-export function tcpEngine (wanted: TcpEngine): TcpEngine {
-  return wanted === 'uv' && uvTcp !== null ? 'uv' : 'net'
-}
-
 /**
  * A TCP service port on one address: a listener whose accepted connections are each proxied
- * to an endpoint (a "pair"). The pairs' data path is the engine's; the listener, admission,
- * idle sweep and endpoint removal are here.
+ * to an endpoint (a "pair"). The pairs' data path is the engine's (uv: tcp-uv.ts, node:
+ * tcp-stream.ts); the listener, admission, idle sweep and endpoint removal are here.
  */
 export class TcpFrontend implements Frontend {
   readonly spec: FrontendSpec
@@ -60,7 +52,7 @@ export class TcpFrontend implements Frontend {
         const a = this.server.address()
         this.boundPort = typeof a === 'object' && a !== null ? a.port : this.spec.port
         // The uv engine takes accepted handles straight from the listening handle.
-        const lh = this.ctx.tcpEngine === 'uv' ? listenHandle(this.server) : null
+        const lh = this.ctx.engine === 'uv' ? listenHandle(this.server) : null
         if (lh !== null) {
           (lh as ListenHandle)[kFrontend] = this
           lh.onconnection = onHandleConnection

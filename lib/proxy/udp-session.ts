@@ -3,6 +3,8 @@ import type { Backend } from '../table/backend.js'
 import { type CloseReason, hostPort, observed } from './events.js'
 import type { DataPlaneContext, FrontendSpec } from './frontend.js'
 import type { ServicePortRuntime } from './runtime.js'
+import { sendConnected, sendTo, udpHandleOf, type UvUdpHandle } from './udp-handle.js'
+import { uvErrorName } from './uv.js'
 
 /**
  * Datagrams held per session while its upstream socket is still connecting (one tick or so).
@@ -24,6 +26,7 @@ export type DropReason = 'sessions-full' | 'no-endpoints' | 'queue-full' | 'send
 const kSession = Symbol('svcproxy.udpSession')
 
 interface SessionSocket extends Socket { [kSession]: Session }
+type SessionHandle = UvUdpHandle & { [kSession]: Session }
 
 /** What a session needs from the frontend that owns it (implemented by UdpFrontend). */
 export interface SessionHost {
@@ -33,6 +36,8 @@ export interface SessionHost {
   readonly boundPort: number
   /** The service socket: replies leave from it, so the client sees VIP:port as their source. */
   readonly socket: Socket
+  /** The service socket's handle when the fast path is available (udp-handle.ts). */
+  readonly raw: UvUdpHandle | null
   sessionStarted (s: Session): void
   sessionEnded (s: Session): void
   /** Counts dropped datagrams (and logs, rate-limited). */
@@ -52,6 +57,8 @@ export class Session {
   readonly clientPort: number
   readonly backend: Backend
   readonly sock: SessionSocket
+  /** The connected socket's handle once connected, when the fast path is available. */
+  raw: UvUdpHandle | null = null
   readonly start: number
   /** Date.now() of the last datagram either way; the frontend's sweep expires idle sessions. */
   lastActive: number
@@ -139,13 +146,20 @@ function sendUp (s: Session, msg: Buffer): void {
   // No callback: a send error (the rare refusal the kernel reports on send rather than on
   // receive) is dropped like a lost datagram; a refusing endpoint keeps refusing, and the
   // next ICMP error reaches onBackendError.
-  s.sock.send(msg)
+  if (s.raw !== null) sendConnected(s.raw, msg)
+  else s.sock.send(msg)
 }
 
 function onConnect (this: SessionSocket): void {
   const s = this[kSession]
   if (s.closed) return
   s.connected = true
+  const h = s.host.ctx.engine === 'uv' ? udpHandleOf(this) : null
+  if (h !== null) {
+    (h as SessionHandle)[kSession] = s
+    h.onmessage = onRawBackendMessage
+    s.raw = h
+  }
   const ev = s.host.ctx.events
   if (observed(ev, 'endpoint')) ev.emit('endpoint', { ...baseEvent(s), endpoint: s.backend.key, attempt: 0 })
   const q = s.pending
@@ -154,14 +168,25 @@ function onConnect (this: SessionSocket): void {
   s.pendingBytes = 0
 }
 
-// A reply: sent from the service socket to the client address, so its source is VIP:port.
 function onBackendMessage (this: SessionSocket, msg: Buffer): void {
+  reply(this[kSession], msg)
+}
+
+// The fast path's receive callback: a reply, or the error dgram would have emitted.
+function onRawBackendMessage (this: SessionHandle, nread: number, _h: UvUdpHandle, msg: Buffer | undefined): void {
   const s = this[kSession]
+  if (nread >= 0 && msg !== undefined) { reply(s, msg); return }
+  const code = uvErrorName(nread)
+  backendError(s, code, `recvmsg ${code}`)
+}
+
+// A reply: sent from the service socket to the client address, so its source is VIP:port.
+function reply (s: Session, msg: Buffer): void {
   if (s.closed) return
   s.lastActive = Date.now()
   const host = s.host
-  const out = host.socket
-  if (out.getSendQueueSize() > SEND_QUEUE_MAX_BYTES) {
+  const raw = host.raw
+  if ((raw !== null ? raw.getSendQueueSize() : host.socket.getSendQueueSize()) > SEND_QUEUE_MAX_BYTES) {
     host.drop('send-queue-full', 1)
     return
   }
@@ -173,7 +198,8 @@ function onBackendMessage (this: SessionSocket, msg: Buffer): void {
   b.udpDatagramsDown++
   b.bytesDown += n
   s.bytesOut += n
-  out.send(msg, s.clientPort, s.clientIP)
+  if (raw !== null) sendTo(raw, msg, s.clientPort, s.clientIP)
+  else host.socket.send(msg, s.clientPort, s.clientIP)
 }
 
 /**
@@ -182,14 +208,17 @@ function onBackendMessage (this: SessionSocket, msg: Buffer): void {
  * session on whatever endpoint the balancer picks then, not the failed one again.
  */
 function onBackendError (this: SessionSocket, err: NodeJS.ErrnoException): void {
-  const s = this[kSession]
+  backendError(this[kSession], err.code, err.message)
+}
+
+function backendError (s: Session, code: string | undefined, message: string): void {
   if (s.closed) return
   if (!s.connected) {
-    failed(s, err.message)
+    failed(s, message)
     return
   }
   s.rt.balancer.unpin(s.clientIP)
-  s.host.ctx.logger.debug({ service: s.rt.id, endpoint: s.backend.key, code: err.code }, 'UDP session ended: endpoint error')
+  s.host.ctx.logger.debug({ service: s.rt.id, endpoint: s.backend.key, code }, 'UDP session ended: endpoint error')
   endSession(s, 'backend-error')
 }
 

@@ -1,6 +1,8 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
 import type { DataPlaneContext, Frontend, FrontendSpec, FrontendState } from './frontend.js'
 import type { ServicePortRuntime } from './runtime.js'
+import { uvErrorName } from './uv.js'
+import { udpHandleOf, type UvUdpHandle } from './udp-handle.js'
 import { type DropReason, endSession, forwardUp, openSession, type Session, type SessionHost } from './udp-session.js'
 
 /**
@@ -16,6 +18,7 @@ export const DROP_LOG_INTERVAL_MS = 10_000
 const kFrontend = Symbol('svcproxy.udpFrontend')
 
 interface ServiceSocket extends Socket { [kFrontend]: UdpFrontend }
+type ServiceHandle = UvUdpHandle & { [kFrontend]: UdpFrontend }
 
 /**
  * Every address here is an IP literal (validated by the model), so resolving is the identity.
@@ -38,6 +41,8 @@ export class UdpFrontend implements Frontend, SessionHost {
   boundPort = 0
   readonly ctx: DataPlaneContext
   readonly socket: ServiceSocket
+  /** The socket's handle when the fast path is available (udp-handle.ts): datagrams in and replies out. */
+  raw: UvUdpHandle | null = null
   /** Sessions by client IP, then client port: a lookup per datagram builds no key string. */
   private readonly byClient = new Map<string, Map<number, Session>>()
   private count = 0
@@ -78,6 +83,12 @@ export class UdpFrontend implements Frontend, SessionHost {
           sock.setSendBufferSize(SERVICE_SOCKET_BUFFER_BYTES)
         } catch (err) {
           this.ctx.logger.warn({ service: this.rt.id, err: (err as Error).message }, 'cannot enlarge UDP socket buffers; using the defaults')
+        }
+        const h = this.ctx.engine === 'uv' ? udpHandleOf(sock) : null
+        if (h !== null) {
+          (h as ServiceHandle)[kFrontend] = this
+          h.onmessage = onRawClientMessage
+          this.raw = h
         }
         this.state = 'listening'
         resolve()
@@ -193,15 +204,28 @@ function sweep (fe: UdpFrontend): void {
 }
 
 function onClientMessage (this: ServiceSocket, msg: Buffer, rinfo: RemoteInfo): void {
+  clientDatagram(this[kFrontend], msg, rinfo.address, rinfo.port)
+}
+
+// The fast path's receive callback (udp-handle.ts): what dgram would turn into 'message' or 'error'.
+function onRawClientMessage (this: ServiceHandle, nread: number, _h: UvUdpHandle, msg: Buffer | undefined, rinfo: { address: string, port: number } | undefined): void {
   const fe = this[kFrontend]
+  if (nread < 0 || msg === undefined || rinfo === undefined) {
+    fe.ctx.logger.warn({ service: fe.rt.id, code: uvErrorName(nread) }, 'UDP socket error')
+    return
+  }
+  clientDatagram(fe, msg, rinfo.address, rinfo.port)
+}
+
+function clientDatagram (fe: UdpFrontend, msg: Buffer, ip: string, port: number): void {
   if (fe.state !== 'listening') return
-  let s = fe.find(rinfo.address, rinfo.port)
+  let s = fe.find(ip, port)
   if (s === undefined) {
     if (fe.rt.udpSessionsActive >= fe.ctx.udpMaxSessions) {
       fe.drop('sessions-full', 1)
       return
     }
-    const opened = openSession(fe, rinfo.address, rinfo.port)
+    const opened = openSession(fe, ip, port)
     if (opened === null) return
     s = opened
   }

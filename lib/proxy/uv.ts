@@ -1,3 +1,5 @@
+import { getSystemErrorName } from 'node:util'
+
 /**
  * Node's libuv TCP stream handles, reached without net.Socket (the `uv` TCP engine, tcp-uv.ts).
  *
@@ -9,7 +11,7 @@
  *
  * The bindings come from `process.binding`, which Node documents as deprecated (DEP0111,
  * documentation-only for these modules: no warning is printed). Everything is checked here,
- * once; when anything is missing or differs, `uvTcp` is null and the proxy uses the net engine.
+ * once; when anything is missing or differs, `uvTcp` is null and the proxy uses the node engine.
  */
 
 /** A libuv TCP handle (node's TCPWrap). Return values are 0 or a negative errno (UV_E*). */
@@ -52,6 +54,15 @@ export interface UvTcpBinding {
 export const UV_EOF = -4095
 export const UV_ENOTCONN = -107
 
+/** 'ECONNREFUSED' for -111, and so on; a number libuv does not name is printed as it is. */
+export function uvErrorName (err: number): string {
+  try {
+    return getSystemErrorName(err)
+  } catch {
+    return `error ${err}`
+  }
+}
+
 type Ctor<T> = new (...args: number[]) => T
 
 function load (): UvTcpBinding | null {
@@ -92,6 +103,17 @@ function load (): UvTcpBinding | null {
 
 /** The bindings, or null when this Node does not offer them as expected. */
 export const uvTcp: UvTcpBinding | null = load()
+
+/**
+ * What moves the bytes: 'uv' drives libuv handles directly (TCP: tcp-uv.ts; UDP: udp-handle.ts),
+ * 'node' uses net.Socket and dgram as documented (tcp-stream.ts, udp.ts's fallbacks).
+ */
+export type Engine = 'uv' | 'node'
+
+/** The engine a proxy asking for `wanted` gets on this Node. */
+export function engineFor (wanted: Engine): Engine {
+  return wanted === 'uv' && uvTcp !== null ? 'uv' : 'node'
+}
 
 interface ServerWithHandle { _handle?: { onconnection?: unknown } | null }
 
