@@ -259,6 +259,14 @@ function endRead (s: Side): void {
   s.readEnded = true
   const dst = s.peer
   if (dst.closed || dst.shutting) { maybeDone(s.pair); return }
+  if (dst.readEnded && !dst.writing) {
+    // dst has sent its FIN and nothing is queued to it: closing it sends ours (no unread data
+    // is left to turn the close into a reset), without a shutdown's extra poll and callback.
+    closeSide(dst, false)
+    dst.writeEnded = true
+    maybeDone(s.pair)
+    return
+  }
   dst.shutting = true
   const req = uv.newShutdownReq() as ShutdownReq
   req.handle = dst.h
@@ -282,7 +290,7 @@ function onShutdownDone (this: ShutdownReq, status: number): void {
 function maybeDone (p: UvPair): void {
   const b = p.backend
   if (b === null || !p.client.writeEnded || !b.writeEnded) return
-  closeSide(p.client, false)
+  closeSide(p.client, false) // a side closed above is left as it is
   closeSide(b, false)
   notePairFinished(p)
 }
