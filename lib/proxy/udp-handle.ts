@@ -64,28 +64,30 @@ function request (): UvSendReq {
   return req ??= new (SendWrap as SendReqCtor)()
 }
 
-function sent (r: UvSendReq, result: number): void {
+/** True when the send was queued (the kernel could not take it at once). */
+function sent (r: UvSendReq, result: number): boolean {
   // Queued (0), the request and its buffer belong to libuv now; on an error (< 0) it may have
   // been bound and released: either way the next send takes a fresh one.
   if (result <= 0) req = null
   else r.buffer = null
   list[0] = EMPTY
+  return result === 0
 }
 
 const EMPTY = Buffer.alloc(0)
 
 /** Sends on a connected handle. A failed send is dropped like a lost datagram, as dgram does without a callback. */
-export function sendConnected (h: UvUdpHandle, buf: Buffer): void {
+export function sendConnected (h: UvUdpHandle, buf: Buffer): boolean {
   const r = request()
   r.buffer = buf
   list[0] = buf
-  sent(r, h.send(r, list, 1, false))
+  return sent(r, h.send(r, list, 1, false))
 }
 
-/** Sends to ip:port (an IP literal of the handle's family). */
-export function sendTo (h: UvUdpHandle, buf: Buffer, port: number, ip: string): void {
+/** Sends to ip:port (an IP literal of the handle's family); true if the send was queued. */
+export function sendTo (h: UvUdpHandle, buf: Buffer, port: number, ip: string): boolean {
   const r = request()
   r.buffer = buf
   list[0] = buf
-  sent(r, h.send(r, list, 1, port, ip, false))
+  return sent(r, h.send(r, list, 1, port, ip, false))
 }

@@ -38,6 +38,8 @@ export interface SessionHost {
   readonly socket: Socket
   /** The service socket's handle when the fast path is available (udp-handle.ts). */
   readonly raw: UvUdpHandle | null
+  /** A reply on `raw` was queued (not sent at once) and the queue has not been seen empty since. */
+  rawQueued: boolean
   sessionStarted (s: Session): void
   sessionEnded (s: Session): void
   /** Counts dropped datagrams (and logs, rate-limited). */
@@ -60,8 +62,12 @@ export class Session {
   /** The connected socket's handle once connected, when the fast path is available. */
   raw: UvUdpHandle | null = null
   readonly start: number
-  /** Date.now() of the last datagram either way; the frontend's sweep expires idle sessions. */
-  lastActive: number
+  /**
+   * A datagram went either way since the frontend's last idle sweep (a flag, not a clock read
+   * per datagram); the sweep turns it into `quietSince`, and expires sessions quiet too long.
+   */
+  active = true
+  quietSince: number
   connected = false
   closed = false
   readonly pending: Buffer[] = []
@@ -78,7 +84,7 @@ export class Session {
     this.backend = backend
     this.sock = sock
     this.start = Date.now()
-    this.lastActive = this.start
+    this.quietSince = this.start
   }
 }
 
@@ -121,7 +127,7 @@ export function openSession (host: SessionHost, clientIP: string, clientPort: nu
 
 /** A datagram from the session's client. */
 export function forwardUp (s: Session, msg: Buffer): void {
-  s.lastActive = Date.now()
+  s.active = true
   if (s.connected) {
     sendUp(s, msg)
     return
@@ -183,10 +189,18 @@ function onRawBackendMessage (this: SessionHandle, nread: number, _h: UvUdpHandl
 // A reply: sent from the service socket to the client address, so its source is VIP:port.
 function reply (s: Session, msg: Buffer): void {
   if (s.closed) return
-  s.lastActive = Date.now()
+  s.active = true
   const host = s.host
   const raw = host.raw
-  if ((raw !== null ? raw.getSendQueueSize() : host.socket.getSendQueueSize()) > SEND_QUEUE_MAX_BYTES) {
+  // On the fast path the queue is looked at only while something may be in it: a send the
+  // kernel takes at once leaves nothing queued.
+  let queued = 0
+  if (raw === null) queued = host.socket.getSendQueueSize()
+  else if (host.rawQueued) {
+    queued = raw.getSendQueueSize()
+    if (queued === 0) host.rawQueued = false
+  }
+  if (queued > SEND_QUEUE_MAX_BYTES) {
     host.drop('send-queue-full', 1)
     return
   }
@@ -198,7 +212,7 @@ function reply (s: Session, msg: Buffer): void {
   b.udpDatagramsDown++
   b.bytesDown += n
   s.bytesOut += n
-  if (raw !== null) sendTo(raw, msg, s.clientPort, s.clientIP)
+  if (raw !== null) { if (sendTo(raw, msg, s.clientPort, s.clientIP)) host.rawQueued = true }
   else host.socket.send(msg, s.clientPort, s.clientIP)
 }
 

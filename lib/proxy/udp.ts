@@ -43,6 +43,7 @@ export class UdpFrontend implements Frontend, SessionHost {
   readonly socket: ServiceSocket
   /** The socket's handle when the fast path is available (udp-handle.ts): datagrams in and replies out. */
   raw: UvUdpHandle | null = null
+  rawQueued = false
   /** Sessions by client IP, then client port: a lookup per datagram builds no key string. */
   private readonly byClient = new Map<string, Map<number, Session>>()
   private count = 0
@@ -141,7 +142,7 @@ export class UdpFrontend implements Frontend, SessionHost {
     m.set(s.clientPort, s)
     this.count++
     if (this.sweepTimer === null) {
-      const every = Math.min(1000, Math.max(10, Math.floor(this.ctx.udpTimeoutMs / 4)))
+      const every = Math.min(1000, Math.max(10, Math.floor(this.ctx.udpTimeoutMs / 8)))
       this.sweepTimer = setInterval(sweep, every, this)
       this.sweepTimer.unref()
     }
@@ -173,11 +174,17 @@ export class UdpFrontend implements Frontend, SessionHost {
     this.dropsSinceLog = 0
   }
 
-  /** Expires sessions idle (no datagram either way) for --udp-timeout. */
+  /**
+   * Expires sessions idle (no datagram either way) for --udp-timeout. A session active since
+   * the last sweep counts as quiet from now; so one expires between the timeout and the
+   * timeout plus two sweep intervals after its last datagram.
+   */
   expireIdle (now: number): void {
     const limit = this.ctx.udpTimeoutMs
     for (const m of this.byClient.values()) {
-      for (const s of m.values()) if (now - s.lastActive >= limit) endSession(s, 'idle-timeout')
+      for (const s of m.values()) {
+        if (s.active) { s.active = false; s.quietSince = now } else if (now - s.quietSince >= limit) endSession(s, 'idle-timeout')
+      }
     }
   }
 
