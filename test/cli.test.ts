@@ -125,3 +125,17 @@ t.test('demo (on the node engine): three pods answer round-robin through the Ser
   const [code] = await once(child, 'exit') as [number | null]
   t.equal(code, 0)
 })
+
+t.test('deprecations made to throw: the node engine is used, nothing deprecated is called', async (t) => {
+  // process.binding (the uv engine's way to the handles) is DEP0111 under --pending-deprecation;
+  // with --throw-deprecation its warning would be thrown from a tick and end the process.
+  // Through sh with NODE_OPTIONS cleared: tap wraps spawn() to preload its own hooks into
+  // children, and those call process.binding too.
+  const [cmd, argv] = cliCommand('validate', '-f', join(root, 'examples/mysql.json'))
+  const child = spawn('/bin/sh', ['-c', 'NODE_OPTIONS= exec "$0" "$@"', cmd, '--pending-deprecation', '--throw-deprecation', ...argv], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
+  const [code] = await once(child, 'exit') as [number | null]
+  t.equal(code, 0, stderr)
+  t.notMatch(stderr, /DEP0111/)
+})

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:dgram'
+import { processBinding } from './uv.js'
 
 /**
  * The UDP fast path: a bound dgram socket's libuv handle (udp_wrap), for receiving and sending
@@ -25,10 +26,9 @@ export interface UvSendReq { buffer: Buffer | null }
 type SendReqCtor = new () => UvSendReq
 
 function loadSendWrap (): SendReqCtor | null {
-  const binding = (process as unknown as { binding?: (name: string) => unknown }).binding
-  if (typeof binding !== 'function') return null
+  const udp = processBinding('udp_wrap')
+  if (udp === null) return null
   try {
-    const udp = binding('udp_wrap') as Record<string, unknown>
     const SendWrap = udp.SendWrap as SendReqCtor | undefined
     const UDP = udp.UDP as (new () => unknown) | undefined
     if (typeof SendWrap !== 'function' || typeof UDP !== 'function') return null

@@ -65,12 +65,27 @@ export function uvErrorName (err: number): string {
 
 type Ctor<T> = new (...args: number[]) => T
 
-function load (): UvTcpBinding | null {
-  const binding = (process as unknown as { binding?: (name: string) => unknown }).binding
-  if (typeof binding !== 'function') return null
+/**
+ * `process.binding(name)`, or null. Never called when deprecations are made to throw
+ * (--throw-deprecation): under --pending-deprecation the warning would then be thrown later,
+ * from a tick, and end the process; such a process gets the node engine instead.
+ */
+export function processBinding (name: string): Record<string, unknown> | null {
+  const p = process as unknown as { binding?: (name: string) => unknown, throwDeprecation?: boolean }
+  if (typeof p.binding !== 'function' || p.throwDeprecation === true) return null
   try {
-    const tcp = binding('tcp_wrap') as Record<string, unknown>
-    const stream = binding('stream_wrap') as Record<string, unknown>
+    const b = p.binding(name)
+    return typeof b === 'object' && b !== null ? b as Record<string, unknown> : null
+  } catch {
+    return null
+  }
+}
+
+function load (): UvTcpBinding | null {
+  const tcp = processBinding('tcp_wrap')
+  const stream = processBinding('stream_wrap')
+  if (tcp === null || stream === null) return null
+  try {
     const TCP = tcp.TCP as Ctor<UvTcpHandle> | undefined
     const ConnectWrap = tcp.TCPConnectWrap as Ctor<UvConnectReq> | undefined
     const constants = tcp.constants as Record<string, unknown> | undefined
