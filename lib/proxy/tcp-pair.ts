@@ -117,7 +117,7 @@ export function noteDialFailed (p: PairBase, error: string): void {
 /** After a failed dial: true if the ladder has another rung (dial again), false to give up. */
 export function nextRung (p: PairBase): boolean {
   const rt = p.rt
-  rt.balancer.unpin(p.clientIP)
+  if (rt.balancer.usesClientIP) rt.balancer.unpin(p.clientIP)
   p.attempt++
   if (p.attempt >= DIAL_TIMEOUTS_MS.length) return false
   rt.dialRetries++

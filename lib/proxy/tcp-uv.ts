@@ -13,7 +13,8 @@ import { UV_ENOTCONN, UV_EOF, type UvConnectReq, type UvShutdownReq, type UvTcpB
  * callback. When that write cannot finish at once (the peer's socket buffer is full) the
  * source stops reading until it has: one write in flight per direction is the backpressure,
  * and it is also what keeps the read buffer untouched while the kernel still has to copy it.
- * A FIN read on one side becomes a shutdown of the other, queued by libuv behind its writes.
+ * A FIN read on one side becomes a shutdown of the other, queued by libuv behind its writes
+ * (or a plain close of the other, when its own FIN is already in and nothing is queued to it).
  */
 
 const kSide = Symbol('svcproxy.side')
