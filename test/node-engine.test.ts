@@ -12,5 +12,6 @@ t.test('the proxies below run the node engine', async (t) => {
 await import('./tcp.test.js')
 await import('./tcp-integrity.test.js')
 await import('./udp.test.js')
+await import('./services.test.js')
 await import('./faults/backends.test.js')
 await import('./faults/limits.test.js')

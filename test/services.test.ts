@@ -342,6 +342,45 @@ t.test('LoadBalancer listens at port on every externalIP and status.loadBalancer
   for (const f of fes) t.equal(await fetchAll(f.address, f.boundPort), 'a', `${f.kind} ${f.address} serves`)
 })
 
+t.test('loadBalancerSourceRanges: only those clients reach the load-balancer addresses, TCP and UDP', async (t) => {
+  const a = await named(t, 'a', '127.0.125.8')
+  const u = await udpServer(t, 'u', '127.0.125.8')
+  const p = testProxy(t)
+  const objects = (ranges: Raw): Raw[] => [
+    service('fw', {
+      type: 'LoadBalancer', clusterIP: '127.51.0.30', allocateLoadBalancerNodePorts: false, selector: { app: 'fw' }, ...ranges,
+      ports: [{ name: 'http', port: 80, targetPort: 'http' }, { name: 'dns', port: 53, protocol: 'UDP', targetPort: 'dns' }],
+    }, { status: { loadBalancer: { ingress: [{ ip: '127.0.131.30' }] } } }),
+    { ...pod('fw-1', '127.0.125.8', { app: 'fw' }, {}), spec: { nodeName: 'node-a', containers: [{ name: 'c', ports: [{ name: 'http', containerPort: a.port }, { name: 'dns', containerPort: u.port, protocol: 'UDP' }] }] } },
+  ]
+  await p.apply(objects({ loadBalancerSourceRanges: ['127.0.0.2/32', '2001:db8::/32'] }))
+  const lb = p.address('fw', 'http', 'loadBalancer')
+  const cluster = p.address('fw', 'http', 'clusterIP')
+  t.equal(await fetchFrom(lb.address, lb.port, '127.0.0.2'), 'a', 'a client inside the ranges is served')
+  t.equal(await fetchFrom(lb.address, lb.port, '127.0.0.3'), 'ERR:ECONNRESET', 'a client outside is reset at once')
+  t.equal(await fetchFrom(cluster.address, cluster.port, '127.0.0.3'), 'a', 'the clusterIP is not filtered (as kube-proxy)')
+  const dns = p.address('fw', 'dns', 'loadBalancer')
+  const ask = async (from: string): Promise<string> => (await (await udpClient(t, from)).request('q', dns.port, dns.address, 1, 300))?.data.toString() ?? 'none'
+  t.equal(await ask('127.0.0.2'), 'u:q')
+  t.equal(await ask('127.0.0.3'), 'none', 'UDP from outside is dropped')
+  const rts = [...p.dataplane.runtimes.values()]
+  t.equal(rts.reduce((n, rt) => n + rt.sourceRangeDenied, 0), 2, 'each refusal is counted')
+
+  // A change of the ranges applies to the listener already bound; the cloud annotation is
+  // honoured when the field is empty.
+  await p.apply(objects({ loadBalancerSourceRanges: [] }).map((o) => o.kind === 'Service' ? { ...o, metadata: { name: 'fw', namespace: 'default', annotations: { 'service.beta.kubernetes.io/load-balancer-source-ranges': '127.0.0.3/32, 10.0.0.0/8' } } } : o))
+  t.equal(await fetchFrom(lb.address, lb.port, '127.0.0.3'), 'a', 'now allowed by the annotation')
+  t.equal(await fetchFrom(lb.address, lb.port, '127.0.0.2'), 'ERR:ECONNRESET', 'and the old client no longer')
+  await p.apply(objects({}))
+  t.equal(await fetchFrom(lb.address, lb.port, '127.0.0.9'), 'a', 'no ranges: everyone')
+
+  // Bad input is refused with the path, as the API server would.
+  const bad = await p.apply(objects({ loadBalancerSourceRanges: ['127.0.0.0/33', 'nope'] })).then(() => null, (e: unknown) => e)
+  t.same(validationIssues(bad).map((i) => i.path), ['spec.loadBalancerSourceRanges[0]', 'spec.loadBalancerSourceRanges[1]'])
+  const notLb = await p.apply(service('plain', { clusterIP: '127.51.0.31', loadBalancerSourceRanges: ['10.0.0.0/8'], ports: [{ port: 80 }] })).then(() => null, (e: unknown) => e)
+  t.match(validationIssues(notLb)[0], { path: 'spec.loadBalancerSourceRanges', message: /may only be used when type is LoadBalancer/ })
+})
+
 t.test('externalIPs work on a ClusterIP service; ingress IPs only on a LoadBalancer', async (t) => {
   const a = await named(t, 'a', '127.0.125.2')
   const p = testProxy(t)

@@ -20,7 +20,8 @@ const SERVICE_PORT: Array<[string, 'counter' | 'gauge', string, RtCounter]> = [
   ['svcproxy_connections_rejected_total', 'counter', 'TCP connections reset at accept because --max-connections or the service\'s svcproxy.io/max-connections limit was reached.', (rt) => rt.rejectedLimit],
   ['svcproxy_no_endpoints_total', 'counter', 'Connections reset because the service port had no eligible endpoint.', (rt) => rt.noEndpoints],
   ['svcproxy_udp_sessions_active', 'gauge', 'UDP sessions (client address to endpoint) open on the service port.', (rt) => rt.udpSessionsActive],
-  ['svcproxy_udp_drops_total', 'counter', 'UDP datagrams dropped: no endpoint, session limit reached, or send error.', (rt) => rt.udpDrops],
+  ['svcproxy_source_range_denied_total', 'counter', 'Clients outside a LoadBalancer service\'s loadBalancerSourceRanges, at its load-balancer addresses: TCP connections reset, UDP datagrams dropped.', (rt) => rt.sourceRangeDenied],
+  ['svcproxy_udp_drops_total', 'counter', 'UDP datagrams dropped: no endpoint, session limit reached, send error, or a client outside loadBalancerSourceRanges.', (rt) => rt.udpDrops],
   ['svcproxy_affinity_clients', 'gauge', 'Client IPs pinned to an endpoint by sessionAffinity ClientIP (expired pins are swept lazily).', (rt) => rt.balancer.affinityEntries],
 ]
 

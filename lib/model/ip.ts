@@ -44,6 +44,17 @@ export function isIP (s: string): boolean {
   return isIPv4(s) || isIPv6(s)
 }
 
+/** `10.0.0.0/8`, `2001:db8::/32`: an address and a prefix length its family allows. */
+export function isCIDR (s: string): boolean {
+  if (typeof s !== 'string') return false
+  const slash = s.indexOf('/')
+  if (slash === -1) return false
+  const bits = s.slice(slash + 1)
+  if (!/^\d{1,3}$/.test(bits)) return false
+  const f = ipFamily(s.slice(0, slash))
+  return f !== 0 && Number(bits) <= (f === 4 ? 32 : 128)
+}
+
 export function ipFamily (s: string): 4 | 6 | 0 {
   if (isIPv4(s)) return 4
   if (isIPv6(s)) return 6

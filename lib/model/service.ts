@@ -1,4 +1,4 @@
-import { isIP } from './ip.js'
+import { isCIDR, isIP } from './ip.js'
 import { readMeta } from './metadata.js'
 import { DNS1123_LABEL_HINT, DNS1123_SUBDOMAIN_HINT, IANA_SVC_NAME_HINT, isDNS1123Label, isDNS1123Subdomain, isIANASvcName } from './names.js'
 import { type Ctx, type Raw, at, describe, field, isPortNumber, isRecord } from './reader.js'
@@ -10,6 +10,8 @@ const MAX_AFFINITY_TIMEOUT = 86400
 /** Same name and bound as lib/proxy/limits.ts, which reads the value (the model imports nothing from the proxy). */
 const MAX_CONNECTIONS_ANNOTATION = 'svcproxy.io/max-connections'
 const MAX_CONNECTIONS_VALUE = 10_000_000
+/** The cloud providers' spelling of loadBalancerSourceRanges, used when the field is empty. */
+const SOURCE_RANGES_ANNOTATION = 'service.beta.kubernetes.io/load-balancer-source-ranges'
 
 export function parseService (ctx: Ctx, raw: Raw): Service | undefined {
   const meta = readMeta(ctx, raw, 'dns1035')
@@ -65,6 +67,8 @@ export function parseService (ctx: Ctx, raw: Raw): Service | undefined {
     }
   }
 
+  const loadBalancerSourceRanges = readSourceRanges(ctx, spec, meta.annotations, type)
+
   let externalName = ctx.str(spec, 'externalName', 'spec') ?? ''
   if (type === 'ExternalName') {
     if (externalName === '') {
@@ -94,6 +98,7 @@ export function parseService (ctx: Ctx, raw: Raw): Service | undefined {
     affinityTimeoutSeconds,
     externalIPs,
     loadBalancerIPs,
+    loadBalancerSourceRanges,
     externalName,
     externalTrafficPolicy: readTrafficPolicy(ctx, spec, 'externalTrafficPolicy'),
     internalTrafficPolicy: readTrafficPolicy(ctx, spec, 'internalTrafficPolicy'),
@@ -131,6 +136,31 @@ function readTrafficPolicy (ctx: Ctx, spec: Raw, key: string): TrafficPolicy {
   // `Global` is the pre-1.22 spelling of Cluster and still appears in old manifests.
   const v = ctx.oneOf(spec, key, 'spec', ['Cluster', 'Local', 'Global'] as const, 'Cluster')
   return v === 'Local' ? 'Local' : 'Cluster'
+}
+
+function readSourceRanges (ctx: Ctx, spec: Raw, annotations: Record<string, string>, type: ServiceType): string[] {
+  const hint = 'a CIDR such as 203.0.113.0/24 or 2001:db8::/32'
+  const list = ctx.list(spec, 'loadBalancerSourceRanges', 'spec')
+  const out: string[] = []
+  for (let i = 0; i < list.length; i++) {
+    const v = list[i]
+    const c = typeof v === 'string' ? v.trim() : v
+    if (typeof c === 'string' && isCIDR(c)) out.push(c)
+    else ctx.issue(at('spec.loadBalancerSourceRanges', i), `expected ${hint}, got ${describe(v)}`)
+  }
+  // The API server's rule: the field belongs to load balancers only.
+  if (list.length > 0 && type !== 'LoadBalancer') {
+    ctx.issue('spec.loadBalancerSourceRanges', `may only be used when type is LoadBalancer, got type ${type}`)
+  }
+  const ann = annotations[SOURCE_RANGES_ANNOTATION]
+  if (list.length > 0 || ann === undefined || type !== 'LoadBalancer') return out
+  for (const part of ann.split(',')) {
+    const c = part.trim()
+    if (c === '') continue
+    if (isCIDR(c)) out.push(c)
+    else ctx.issue(`metadata.annotations["${SOURCE_RANGES_ANNOTATION}"]`, `expected comma-separated CIDRs (${hint}), got ${describe(c)}`)
+  }
+  return out
 }
 
 function readIPList (ctx: Ctx, list: unknown[], path: string): string[] {

@@ -39,6 +39,12 @@ export interface Service {
   externalIPs: string[]
   /** status.loadBalancer.ingress[].ip (hostname-only entries dropped). */
   loadBalancerIPs: string[]
+  /**
+   * spec.loadBalancerSourceRanges (else the cloud annotation
+   * service.beta.kubernetes.io/load-balancer-source-ranges): CIDRs allowed to reach the
+   * load-balancer addresses. Empty: everyone.
+   */
+  loadBalancerSourceRanges: string[]
   externalName: string
   externalTrafficPolicy: TrafficPolicy
   internalTrafficPolicy: TrafficPolicy

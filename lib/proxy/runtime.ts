@@ -1,3 +1,4 @@
+import { BlockList } from 'node:net'
 import { type Algorithm, Balancer } from '../balancer/balancer.js'
 import type { Backend } from '../table/backend.js'
 import type { ServicePortState } from '../table/table.js'
@@ -39,6 +40,10 @@ export class ServicePortRuntime {
   rejectedLimit = 0
   /** Annotation svcproxy.io/max-connections: TCP connections this port holds open at most; 0 = no limit. */
   maxConnections = 0
+  /** loadBalancerSourceRanges of a LoadBalancer service: who may reach its load-balancer addresses; null = everyone. */
+  sourceRanges: BlockList | null = null
+  /** Clients refused there: TCP connections reset, UDP datagrams dropped. */
+  sourceRangeDenied = 0
 
   constructor (state: ServicePortState, defaultAlgorithm: Algorithm, hostname: string) {
     this.id = state.id
@@ -59,6 +64,7 @@ export class ServicePortRuntime {
     this.maxConnections = maxConnectionsOf(state.service.annotations)
     const svc = state.service
     this.balancer.setAffinity(svc.sessionAffinity === 'ClientIP' ? svc.affinityTimeoutSeconds * 1000 : 0)
+    this.sourceRanges = svc.type === 'LoadBalancer' ? allowList(svc.loadBalancerSourceRanges) : null
     const seen = new Set<string>()
     const keep = (b: Backend): Backend => {
       seen.add(b.key)
@@ -96,4 +102,24 @@ export class ServicePortRuntime {
 function algorithmOf (state: ServicePortState, dflt: Algorithm): Algorithm {
   const a = state.service.annotations[LB_ANNOTATION]
   return a === 'random' || a === 'round-robin' ? a : dflt
+}
+
+/** The CIDRs (validated by the model) as one matcher; null when there are none. */
+function allowList (cidrs: string[]): BlockList | null {
+  if (cidrs.length === 0) return null
+  const list = new BlockList()
+  for (const c of cidrs) {
+    const slash = c.indexOf('/')
+    const ip = c.slice(0, slash)
+    list.addSubnet(ip, Number(c.slice(slash + 1)), ip.includes(':') ? 'ipv6' : 'ipv4')
+  }
+  return list
+}
+
+/** True if `ip` may reach the load-balancer addresses of `rt`'s service (counted when not). */
+export function sourceAllowed (rt: ServicePortRuntime, ip: string): boolean {
+  const r = rt.sourceRanges
+  if (r === null || r.check(ip, ip.includes(':') ? 'ipv6' : 'ipv4')) return true
+  rt.sourceRangeDenied++
+  return false
 }

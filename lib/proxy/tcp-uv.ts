@@ -2,6 +2,7 @@ import type { CloseReason } from './events.js'
 import { acceptFailed } from './limits.js' // hardening (#8)
 import { LARGE_READ, SMALL_READ, giveReadBuffer, takeReadBuffer } from './read-buffers.js'
 import { DIAL_TIMEOUTS_MS, nextRung, noteAccepted, noteConnected, noteDialFailed, notePairFinished, PairBase, pickEndpoint } from './tcp-pair.js'
+import { sourceAllowed } from './runtime.js'
 import type { TcpFrontend } from './tcp.js'
 import { UV_ENOTCONN, UV_EOF, type UvConnectReq, type UvShutdownReq, type UvTcpBinding, type UvTcpHandle, uvErrorName, uvTcp, type UvWriteReq } from './uv.js'
 
@@ -88,6 +89,12 @@ class UvPair extends PairBase {
   }
 }
 
+function peerIP (h: UvTcpHandle): string {
+  const out: { address?: string } = {}
+  h.getpeername(out)
+  return out.address ?? ''
+}
+
 function queuedOn (s: Side): number {
   return s.closed ? 0 : s.h.writeQueueSize
 }
@@ -101,8 +108,9 @@ export function acceptHandle (fe: TcpFrontend, err: number, h: UvTcpHandle | und
     fe.acceptError(uvErrorName(err))
     return
   }
-  // hardening (#8): over --max-connections or the service's limit: reset at once, counted.
-  if (!fe.admit()) { if (h.reset() !== 0) h.close(); return }
+  // A client outside loadBalancerSourceRanges, or (hardening #8) over --max-connections or the
+  // service's limit: reset at once, counted.
+  if ((fe.checksSource && !sourceAllowed(fe.rt, peerIP(h))) || !fe.admit()) { if (h.reset() !== 0) h.close(); return }
   h.setNoDelay(true)
   const p = new UvPair(fe.ctx.nextConnectionId(), h, fe)
   noteAccepted(p)

@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import type { DataPlaneContext, Frontend, FrontendSpec, FrontendState } from './frontend.js'
-import type { ServicePortRuntime } from './runtime.js'
+import { type ServicePortRuntime, sourceAllowed } from './runtime.js'
 import { acceptFailed, admit } from './limits.js' // hardening (#8)
 import type { PairBase } from './tcp-pair.js'
 import { acceptStream } from './tcp-stream.js'
@@ -105,6 +105,11 @@ export class TcpFrontend implements Frontend {
   }
 
 
+  /** loadBalancerSourceRanges apply here: a load-balancer address of a service that has them. */
+  get checksSource (): boolean {
+    return this.spec.kind === 'loadBalancer' && this.rt.sourceRanges !== null
+  }
+
   // hardening (#8): admission and failed accepts, for both engines.
   /** True if a limit leaves room for one more connection (it is then counted as active). */
   admit (): boolean {
@@ -131,7 +136,7 @@ function onServerError (this: FrontendServer, err: NodeJS.ErrnoException): void 
 
 function onStreamConnection (this: FrontendServer, sock: Socket): void {
   const fe = this[kFrontend]
-  acceptStream(fe, sock, fe.admit())
+  acceptStream(fe, sock, (!fe.checksSource || sourceAllowed(fe.rt, sock.remoteAddress ?? '')) && fe.admit())
 }
 
 function onHandleConnection (this: ListenHandle, err: number, h?: UvTcpHandle): void {

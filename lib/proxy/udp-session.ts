@@ -21,7 +21,7 @@ export const PENDING_MAX_BYTES = 128 * 1024
  */
 export const SEND_QUEUE_MAX_BYTES = 4 * 1024 * 1024
 
-export type DropReason = 'sessions-full' | 'no-endpoints' | 'queue-full' | 'send-queue-full' | 'session-ended'
+export type DropReason = 'sessions-full' | 'no-endpoints' | 'queue-full' | 'send-queue-full' | 'session-ended' | 'source-range'
 
 const kSession = Symbol('svcproxy.udpSession')
 

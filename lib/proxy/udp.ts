@@ -1,6 +1,6 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
 import type { DataPlaneContext, Frontend, FrontendSpec, FrontendState } from './frontend.js'
-import type { ServicePortRuntime } from './runtime.js'
+import { type ServicePortRuntime, sourceAllowed } from './runtime.js'
 import { uvErrorName } from './uv.js'
 import { udpHandleOf, type UvUdpHandle } from './udp-handle.js'
 import { type DropReason, endSession, forwardUp, openSession, type Session, type SessionHost } from './udp-session.js'
@@ -228,6 +228,10 @@ function clientDatagram (fe: UdpFrontend, msg: Buffer, ip: string, port: number)
   if (fe.state !== 'listening') return
   let s = fe.find(ip, port)
   if (s === undefined) {
+    if (fe.spec.kind === 'loadBalancer' && !sourceAllowed(fe.rt, ip)) {
+      fe.drop('source-range', 1)
+      return
+    }
     if (fe.rt.udpSessionsActive >= fe.ctx.udpMaxSessions) {
       fe.drop('sessions-full', 1)
       return
