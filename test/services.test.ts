@@ -381,6 +381,33 @@ t.test('loadBalancerSourceRanges: only those clients reach the load-balancer add
   t.match(validationIssues(notLb)[0], { path: 'spec.loadBalancerSourceRanges', message: /may only be used when type is LoadBalancer/ })
 })
 
+t.test('healthCheckNodePort: 200 with the local endpoint count while this node has one, 503 without', async (t) => {
+  const a = await named(t, 'a', '127.0.125.9')
+  const p = testProxy(t, { hostname: 'node-a', nodePortAddresses: ['127.0.0.1/32'] })
+  const objects = (node: string, hc: number): Raw[] => [
+    service('hc', { type: 'LoadBalancer', clusterIP: '127.51.0.32', externalTrafficPolicy: 'Local', healthCheckNodePort: hc, selector: { app: 'hc' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }, { name: 'dns', port: 53, protocol: 'UDP', targetPort: 'dns' }] }),
+    pod('hc-1', '127.0.125.9', { app: 'hc' }, { http: a.port, dns: 5353 }, { nodeName: node }),
+  ]
+  const probe = async (): Promise<{ status: number, weight: string, body: unknown }> => {
+    const h = p.address('hc', 'http', 'healthCheck')
+    const res = await fetch(`http://${h.address}:${h.port}/healthz`)
+    return { status: res.status, weight: res.headers.get('x-load-balancing-endpoint-weight') ?? '', body: await res.json() }
+  }
+  await p.apply(objects('node-a', 31990))
+  t.same(await probe(), { status: 200, weight: '1', body: { service: { namespace: 'default', name: 'hc' }, localEndpoints: 1, serviceProxyHealthy: true } })
+  t.same(p.status().flatMap((s) => s.frontends).filter((f) => f.kind === 'healthCheck').map((f) => `${f.protocol} ${f.address}:${f.port}`), ['TCP 127.0.0.1:31990'], 'one HTTP listener per node address, whatever the service\'s protocols')
+  await p.apply(objects('node-b', 31990))
+  t.same(await probe(), { status: 503, weight: '0', body: { service: { namespace: 'default', name: 'hc' }, localEndpoints: 0, serviceProxyHealthy: true } }, 'the endpoint moved to another node')
+
+  // As the API server: only LoadBalancer + Local, in the node port range, nobody else's port.
+  const wrongType = await p.apply(service('hc2', { type: 'NodePort', clusterIP: '127.51.0.33', healthCheckNodePort: 31991, ports: [{ port: 80 }] })).then(() => null, (e: unknown) => e)
+  t.match(validationIssues(wrongType)[0], { path: 'spec.healthCheckNodePort', message: /LoadBalancer and externalTrafficPolicy is Local/ })
+  const taken = await p.apply(service('hc3', { type: 'NodePort', clusterIP: '127.51.0.34', ports: [{ port: 80, nodePort: 31990 }] })).then(() => null, (e: unknown) => e)
+  t.match(validationIssues(taken)[0], { path: 'spec.ports[0].nodePort', message: /already allocated to Service default\/hc/ })
+  const range = await p.apply(objects('node-a', 80)).then(() => null, (e: unknown) => e)
+  t.match(validationIssues(range)[0], { path: 'spec.healthCheckNodePort', message: /node port range/ })
+})
+
 t.test('externalIPs work on a ClusterIP service; ingress IPs only on a LoadBalancer', async (t) => {
   const a = await named(t, 'a', '127.0.125.2')
   const p = testProxy(t)

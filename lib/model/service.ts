@@ -68,6 +68,8 @@ export function parseService (ctx: Ctx, raw: Raw): Service | undefined {
   }
 
   const loadBalancerSourceRanges = readSourceRanges(ctx, spec, meta.annotations, type)
+  const externalTrafficPolicy = readTrafficPolicy(ctx, spec, 'externalTrafficPolicy')
+  const healthCheckNodePort = readHealthCheckNodePort(ctx, spec, type, externalTrafficPolicy)
 
   let externalName = ctx.str(spec, 'externalName', 'spec') ?? ''
   if (type === 'ExternalName') {
@@ -100,7 +102,8 @@ export function parseService (ctx: Ctx, raw: Raw): Service | undefined {
     loadBalancerIPs,
     loadBalancerSourceRanges,
     externalName,
-    externalTrafficPolicy: readTrafficPolicy(ctx, spec, 'externalTrafficPolicy'),
+    externalTrafficPolicy,
+    healthCheckNodePort,
     internalTrafficPolicy: readTrafficPolicy(ctx, spec, 'internalTrafficPolicy'),
     publishNotReadyAddresses: ctx.bool(spec, 'publishNotReadyAddresses', 'spec', false),
     allocateLoadBalancerNodePorts: ctx.bool(spec, 'allocateLoadBalancerNodePorts', 'spec', true),
@@ -136,6 +139,20 @@ function readTrafficPolicy (ctx: Ctx, spec: Raw, key: string): TrafficPolicy {
   // `Global` is the pre-1.22 spelling of Cluster and still appears in old manifests.
   const v = ctx.oneOf(spec, key, 'spec', ['Cluster', 'Local', 'Global'] as const, 'Cluster')
   return v === 'Local' ? 'Local' : 'Cluster'
+}
+
+function readHealthCheckNodePort (ctx: Ctx, spec: Raw, type: ServiceType, policy: TrafficPolicy): number {
+  const v = field(spec, 'healthCheckNodePort')
+  if (v === undefined || v === 0) return 0
+  if (!isPortNumber(v)) {
+    ctx.issue('spec.healthCheckNodePort', `expected an integer 1-65535, got ${describe(v)}`)
+    return 0
+  }
+  if (type !== 'LoadBalancer' || policy !== 'Local') {
+    ctx.issue('spec.healthCheckNodePort', `may only be set when type is LoadBalancer and externalTrafficPolicy is Local, got type ${type} with externalTrafficPolicy ${policy}`)
+    return 0
+  }
+  return v
 }
 
 function readSourceRanges (ctx: Ctx, spec: Raw, annotations: Record<string, string>, type: ServiceType): string[] {

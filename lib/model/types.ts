@@ -45,6 +45,8 @@ export interface Service {
    * load-balancer addresses. Empty: everyone.
    */
   loadBalancerSourceRanges: string[]
+  /** spec.healthCheckNodePort (LoadBalancer with externalTrafficPolicy Local); 0 = none. */
+  healthCheckNodePort: number
   externalName: string
   externalTrafficPolicy: TrafficPolicy
   internalTrafficPolicy: TrafficPolicy

@@ -2,12 +2,14 @@ import type { Algorithm } from '../balancer/balancer.js'
 import type { Service } from '../model/types.js'
 import type { ServicePortState, Table } from '../table/table.js'
 import { type DataPlaneContext, type Frontend, type FrontendSpec, frontendKey } from './frontend.js'
+import { HealthCheckFrontend } from './health-check.js'
 import { FD_PROBE_INTERVAL_MS, IdleSweeper, probeDescriptors } from './limits.js'
 import { ServicePortRuntime } from './runtime.js'
 import { TcpFrontend } from './tcp.js'
 import { UdpFrontend } from './udp.js'
 
 function createFrontend (spec: FrontendSpec, rt: ServicePortRuntime, ctx: DataPlaneContext): Frontend {
+  if (spec.kind === 'healthCheck') return new HealthCheckFrontend(spec, rt, ctx)
   return spec.protocol === 'UDP' ? new UdpFrontend(spec, rt, ctx) : new TcpFrontend(spec, rt, ctx)
 }
 
@@ -163,6 +165,12 @@ export class DataPlane {
     if (svc.type === 'LoadBalancer') for (const ip of svc.loadBalancerIPs) push(ip, p.port, 'loadBalancer', extLocal)
     if (p.nodePort !== 0 && (svc.type === 'NodePort' || svc.type === 'LoadBalancer')) {
       for (const host of this.opts.nodePortHosts()) push(host, p.nodePort, 'nodePort', extLocal)
+    }
+    // Once per service (every port lists it; the sync keeps the first of a key), always HTTP.
+    if (svc.healthCheckNodePort !== 0) {
+      for (const host of this.opts.nodePortHosts()) {
+        out.push({ key: frontendKey('TCP', host, svc.healthCheckNodePort), protocol: 'TCP', host, port: svc.healthCheckNodePort, kind: 'healthCheck', local: true, runtimeId: st.id })
+      }
     }
     return out
   }

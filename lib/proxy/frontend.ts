@@ -4,7 +4,8 @@ import type { Protocol } from '../model/types.js'
 import type { ConnectionLimits } from './limits.js'
 import type { ServicePortRuntime } from './runtime.js'
 
-export type FrontendKind = 'clusterIP' | 'externalIP' | 'loadBalancer' | 'nodePort'
+/** healthCheck: a LoadBalancer service's healthCheckNodePort (health-check.ts), HTTP, not proxied. */
+export type FrontendKind = 'clusterIP' | 'externalIP' | 'loadBalancer' | 'nodePort' | 'healthCheck'
 
 /** Where one service port is exposed: one socket, bound at host:port. */
 export interface FrontendSpec {

@@ -216,6 +216,16 @@ export class Table {
           }
         } else if (wantsNodePort) pendingPorts.push({ svc, idx })
       })
+      // healthCheckNodePort comes from the same range and may be nobody else's node port.
+      const hc = svc.healthCheckNodePort
+      if (hc !== 0) {
+        const owner = portOwner(hc)
+        if (hc < this.nodePortRange.min || hc > this.nodePortRange.max) {
+          issues.push({ file, object: objectRef(svc), path: 'spec.healthCheckNodePort', message: `expected a port in the node port range ${this.nodePortRange.min}-${this.nodePortRange.max}, got ${hc}` })
+        } else if ((owner !== undefined && owner !== key) || ownPorts.has(`TCP/${hc}`)) {
+          issues.push({ file, object: objectRef(svc), path: 'spec.healthCheckNodePort', message: `expected an unused node port; ${hc} is already allocated to Service ${owner ?? key}` })
+        } else portTaken.set(hc, key)
+      }
       out.push(svc)
     }
 
@@ -362,6 +372,7 @@ export class Table {
     set.add(k)
     if (isIP(s.clusterIP) !== 0) this.clusterIPs.set(s.clusterIP, k)
     for (const p of s.ports) if (p.nodePort !== 0) this.nodePorts.set(p.nodePort, k)
+    if (s.healthCheckNodePort !== 0) this.nodePorts.set(s.healthCheckNodePort, k)
   }
 
   private unindexService (s: Service): void {
@@ -371,6 +382,7 @@ export class Table {
     for (const p of s.ports) {
       if (this.nodePorts.get(p.nodePort) === k) this.nodePorts.delete(p.nodePort)
     }
+    if (this.nodePorts.get(s.healthCheckNodePort) === k) this.nodePorts.delete(s.healthCheckNodePort)
   }
 
   private recompute (key: string): void {
