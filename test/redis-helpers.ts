@@ -3,6 +3,9 @@
 
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { type Server, type Socket, connect, createServer } from 'node:net'
 import { Redis } from 'ioredis'
 
@@ -32,10 +35,13 @@ export async function freePort (): Promise<number> {
 
 export async function startRedis (t: Teardown, extraArgs: string[] = []): Promise<TestRedis> {
   const port = await freePort()
+  // Its own directory: a replica's full sync writes dump.rdb there, and a server started where
+  // a dump.rdb lies loads it (--save '' only stops saving), which would leak data across tests.
+  const dir = mkdtempSync(join(tmpdir(), 'svcproxy-redis-'))
   let proc: ChildProcess | null = null
   const clients: Redis[] = []
   const start = async (): Promise<void> => {
-    const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] })
     proc = p
     let out = ''
     await new Promise<void>((resolve, reject) => {
@@ -60,6 +66,7 @@ export async function startRedis (t: Teardown, extraArgs: string[] = []): Promis
   t.teardown(async () => {
     for (const c of clients) c.disconnect()
     await stop()
+    rmSync(dir, { recursive: true, force: true })
   })
   const pass = extraArgs.indexOf('--requirepass')
   const auth = pass >= 0 ? `:${extraArgs[pass + 1] ?? ''}@` : ''

@@ -4,6 +4,7 @@ import t from 'tap'
 import { RedisStore, StoreError, ValidationError } from '../lib/index.js'
 import { parseRedisUrl, redactUrl } from '../lib/store/connect.js'
 import { storeKeys } from '../lib/store/schema.js'
+import { until } from './helpers.js'
 import { startRedis } from './redis-helpers.js'
 
 function svc (name: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
@@ -117,6 +118,18 @@ t.test('Redis unreachable: a StoreError with a stable code, and no password in i
   const store = new RedisStore({ url: `redis://:hunter2@127.0.0.1:${r.port}` })
   t.teardown(() => store.close())
   t.ok(await failsWith(store.apply([svc('a')]), (err: unknown) => err instanceof StoreError && err.code === 'SVCPROXY_STORE_UNAVAILABLE' && !err.message.includes('hunter2') && err.message.includes('***')))
+})
+
+t.test('a long-lived store recovers once Redis is back (failFast gives up on a call, not for good)', async (t) => {
+  const r = await startRedis(t)
+  const store = new RedisStore({ url: r.url })
+  t.teardown(() => store.close())
+  t.equal((await store.apply([svc('a')])).revision, 1)
+  await r.stop()
+  t.ok(await failsWith(store.apply([svc('b')]), (err: unknown) => err instanceof StoreError && err.code === 'SVCPROXY_STORE_UNAVAILABLE'), 'unreachable: a clear error')
+  t.ok(await until(() => store.client.status === 'end', 10000), 'the client gave up reconnecting (failFast)')
+  await r.start()
+  t.equal((await store.apply([svc('b')])).revision, 1, 'the next call reconnects (the restarted server is empty)')
 })
 
 t.test('URLs: topologies are recognised and passwords redacted', async (t) => {

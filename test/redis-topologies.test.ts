@@ -65,6 +65,63 @@ t.test('Sentinel: a writer and a daemon find the master through a real redis-sen
   t.equal(await direct.get('{svcproxy}:rev'), '1')
 })
 
+t.test('Sentinel failover: the master dies, the replica is promoted, writer and daemon follow it', async (t) => {
+  const master = await startRedis(t)
+  const replica = await startRedis(t)
+  const rc = await replica.client()
+  await rc.call('REPLICAOF', '127.0.0.1', String(master.port))
+  const dir = tmp(t)
+  const sport = await freePort()
+  const conf = join(dir, 'sentinel.conf')
+  writeFileSync(conf, [
+    `port ${sport}`, 'bind 127.0.0.1', `dir ${dir}`,
+    `sentinel monitor svcmaster 127.0.0.1 ${master.port} 1`,
+    'sentinel down-after-milliseconds svcmaster 1000',
+    'sentinel failover-timeout svcmaster 5000',
+  ].join('\n') + '\n')
+  await startFromConfig(t, conf, ['--sentinel'], /Sentinel ID is|monitor master svcmaster/)
+  const sentinel = new Redis({ port: sport, host: '127.0.0.1' })
+  t.teardown(() => sentinel.disconnect())
+  // The sentinel learns of the replica from the master's INFO.
+  t.ok(await until(async () => String(await sentinel.call('SENTINEL', 'REPLICAS', 'svcmaster')).includes(String(replica.port)), 20000), 'sentinel knows the replica')
+  const url = `redis+sentinel://127.0.0.1:${sport}/svcmaster`
+
+  const a = await nameServer(t, 'before', '127.0.9.4')
+  const store = new RedisStore({ url })
+  t.teardown(() => store.close())
+  await store.apply(svcWithEndpoints('fo', '127.50.9.4', 80, [{ ip: '127.0.9.4', port: a.port }]), '<before>')
+  const mc = await master.client()
+  t.equal(Number(await mc.call('WAIT', '1', '5000')), 1, 'the write reached the replica')
+
+  const proxy = testProxy(t)
+  const source = await watchRedis(proxy, { url, blockMs: 200, startTimeoutMs: 5000 })
+  t.teardown(() => source.close())
+  t.ok(await until(() => { try { proxy.address('default/fo', 80); return true } catch { return false } }, 10000), 'daemon serves')
+  const addr = proxy.address('default/fo', 80)
+  t.equal(await fetchAll(addr.address, addr.port), 'before')
+
+  await master.stop()
+  t.ok(await until(async () => {
+    const m = await sentinel.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'svcmaster') as string[] | null
+    return m?.[1] === String(replica.port)
+  }, 30000), 'sentinel promoted the replica')
+  t.equal(await fetchAll(addr.address, addr.port), 'before', 'the daemon kept serving through the failover')
+
+  // The writer reconnects to the new master through the sentinel; a write may fail while it does.
+  const b = await nameServer(t, 'after', '127.0.9.5')
+  let lastError = ''
+  t.ok(await until(async () => {
+    try {
+      await store.apply([svcWithEndpoints('fo', '127.50.9.4', 80, [{ ip: '127.0.9.5', port: b.port }])[1]], '<after>')
+      return true
+    } catch (err) {
+      lastError = (err as Error).message
+      return false
+    }
+  }, 20000), `a write lands on the promoted master (last error: ${lastError})`)
+  t.ok(await until(async () => (await fetchAll(addr.address, addr.port)) === 'after', 20000), 'the daemon follows the new master')
+})
+
 t.test('Cluster: three masters, every key in one hash slot, writer and daemon agree', async (t) => {
   const dir = tmp(t)
   const ports = [await freePort(), await freePort(), await freePort()]

@@ -229,6 +229,11 @@ export class RedisStore {
 
   /** Maps failures to StoreError, naming the server without the URL's password. */
   private async run<T> (fn: () => Promise<T>): Promise<T> {
+    if (this.owned && this.client.status === 'end') {
+      // failFast gave up on an earlier outage (or a failover): each call tries afresh, so a
+      // long-lived store recovers; with Sentinel this asks the sentinels for the master again.
+      try { await this.client.connect() } catch { /* the command below reports why */ }
+    }
     try {
       return await fn()
     } catch (err) {
