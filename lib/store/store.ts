@@ -26,7 +26,10 @@ export interface StoreOptions {
   feedMaxLen?: number
   /** How often a batch is re-validated after losing a race with another writer, default 50. */
   maxConflictRetries?: number
-  /** CLI use: give up quickly when Redis is unreachable instead of reconnecting forever. */
+  /**
+   * Default true: while Redis is unreachable a call fails after a few reconnect attempts
+   * instead of waiting; the next call reconnects. false: reconnect in the background forever.
+   */
   failFast?: boolean
 }
 
