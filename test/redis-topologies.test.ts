@@ -70,6 +70,8 @@ t.test('Sentinel failover: the master dies, the replica is promoted, writer and 
   const replica = await startRedis(t)
   const rc = await replica.client()
   await rc.call('REPLICAOF', '127.0.0.1', String(master.port))
+  const mc = await master.client()
+  t.ok(await until(async () => String(await mc.call('INFO', 'replication')).includes('state=online'), 20000), 'the replica is in sync')
   const dir = tmp(t)
   const sport = await freePort()
   const conf = join(dir, 'sentinel.conf')
@@ -90,8 +92,7 @@ t.test('Sentinel failover: the master dies, the replica is promoted, writer and 
   const store = new RedisStore({ url })
   t.teardown(() => store.close())
   await store.apply(svcWithEndpoints('fo', '127.50.9.4', 80, [{ ip: '127.0.9.4', port: a.port }]), '<before>')
-  const mc = await master.client()
-  t.equal(Number(await mc.call('WAIT', '1', '5000')), 1, 'the write reached the replica')
+  t.ok(await until(async () => (await rc.get('{svcproxy}:rev')) === '1', 10000), 'the write reached the replica')
 
   const proxy = testProxy(t)
   const source = await watchRedis(proxy, { url, blockMs: 200, startTimeoutMs: 5000 })
