@@ -35,17 +35,24 @@ function tmp (t: Teardown): string {
   return dir
 }
 
-t.test('Sentinel: a writer and a daemon find the master through a real redis-sentinel', async (t) => {
-  const master = await startRedis(t)
+/** A redis-sentinel (quorum 1) watching the master at `masterPort` as group svcmaster; returns its port. */
+async function startSentinel (t: Teardown, masterPort: number, downAfterMs: number): Promise<number> {
   const dir = tmp(t)
-  const sport = await freePort()
+  const port = await freePort()
   const conf = join(dir, 'sentinel.conf')
   writeFileSync(conf, [
-    `port ${sport}`, 'bind 127.0.0.1', `dir ${dir}`,
-    `sentinel monitor svcmaster 127.0.0.1 ${master.port} 1`,
-    'sentinel down-after-milliseconds svcmaster 5000',
+    `port ${port}`, 'bind 127.0.0.1', `dir ${dir}`,
+    `sentinel monitor svcmaster 127.0.0.1 ${masterPort} 1`,
+    `sentinel down-after-milliseconds svcmaster ${downAfterMs}`,
+    'sentinel failover-timeout svcmaster 5000',
   ].join('\n') + '\n')
   await startFromConfig(t, conf, ['--sentinel'], /Sentinel ID is|monitor master svcmaster/)
+  return port
+}
+
+t.test('Sentinel: a writer and a daemon find the master through a real redis-sentinel', async (t) => {
+  const master = await startRedis(t)
+  const sport = await startSentinel(t, master.port, 5000)
   const url = `redis+sentinel://127.0.0.1:${sport}/svcmaster`
 
   const a = await nameServer(t, 'via-sentinel', '127.0.9.1')
@@ -72,16 +79,7 @@ t.test('Sentinel failover: the master dies, the replica is promoted, writer and 
   await rc.call('REPLICAOF', '127.0.0.1', String(master.port))
   const mc = await master.client()
   t.ok(await until(async () => String(await mc.call('INFO', 'replication')).includes('state=online'), 20000), 'the replica is in sync')
-  const dir = tmp(t)
-  const sport = await freePort()
-  const conf = join(dir, 'sentinel.conf')
-  writeFileSync(conf, [
-    `port ${sport}`, 'bind 127.0.0.1', `dir ${dir}`,
-    `sentinel monitor svcmaster 127.0.0.1 ${master.port} 1`,
-    'sentinel down-after-milliseconds svcmaster 1000',
-    'sentinel failover-timeout svcmaster 5000',
-  ].join('\n') + '\n')
-  await startFromConfig(t, conf, ['--sentinel'], /Sentinel ID is|monitor master svcmaster/)
+  const sport = await startSentinel(t, master.port, 1000)
   const sentinel = new Redis({ port: sport, host: '127.0.0.1' })
   t.teardown(() => sentinel.disconnect())
   // The sentinel learns of the replica from the master's INFO.

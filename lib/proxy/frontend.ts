@@ -1,3 +1,4 @@
+import type { Server } from 'node:net'
 import type { EventEmitter } from 'node:events'
 import type { Logger } from 'pino'
 import type { Protocol } from '../model/types.js'
@@ -57,6 +58,24 @@ export interface DataPlaneContext {
   /** --tcp-idle-timeout in ms; 0 = off. The data plane's one sweep timer enforces it. */
   readonly tcpIdleTimeoutMs: number
   nextConnectionId (): number
+}
+
+/**
+ * Binds a net (or http) server at host:port. Never rejects: resolves with the port actually
+ * bound, or with the error's text (EADDRINUSE, EADDRNOTAVAIL, EACCES) and port 0.
+ */
+export function listenServer (server: Server, host: string, port: number, backlog?: number): Promise<{ port: number, error: string }> {
+  return new Promise((resolve) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      resolve({ port: 0, error: `${err.code ?? 'error'}: ${err.message}` })
+    }
+    server.once('error', onError)
+    server.listen({ host, port, ...(backlog === undefined ? {} : { backlog }) }, () => {
+      server.off('error', onError)
+      const a = server.address()
+      resolve({ port: typeof a === 'object' && a !== null ? a.port : port, error: '' })
+    })
+  })
 }
 
 export function frontendKey (protocol: Protocol, host: string, port: number): string {

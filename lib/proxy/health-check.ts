@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { DataPlaneContext, Frontend, FrontendSpec, FrontendState } from './frontend.js'
+import { type DataPlaneContext, type Frontend, type FrontendSpec, type FrontendState, listenServer } from './frontend.js'
 import type { ServicePortRuntime } from './runtime.js'
 
 const kFrontend = Symbol('svcproxy.healthCheck')
@@ -36,23 +36,16 @@ export class HealthCheckFrontend implements Frontend {
     this.server = server
   }
 
-  open (): Promise<void> {
-    return new Promise((resolve) => {
-      const onError = (err: NodeJS.ErrnoException): void => {
-        this.state = 'error'
-        this.error = `${err.code ?? 'error'}: ${err.message}`
-        this.closed = true
-        resolve()
-      }
-      this.server.once('error', onError)
-      this.server.listen({ host: this.spec.host, port: this.ctx.ephemeralPorts ? 0 : this.spec.port }, () => {
-        this.server.off('error', onError)
-        const a = this.server.address()
-        this.boundPort = typeof a === 'object' && a !== null ? a.port : this.spec.port
-        this.state = 'listening'
-        resolve()
-      })
-    })
+  async open (): Promise<void> {
+    const r = await listenServer(this.server, this.spec.host, this.ctx.ephemeralPorts ? 0 : this.spec.port)
+    if (r.error !== '') {
+      this.state = 'error'
+      this.error = r.error
+      this.closed = true
+      return
+    }
+    this.boundPort = r.port
+    this.state = 'listening'
   }
 
   /** Probes hold nothing worth draining: idle keep-alive connections close at once, all of them when `hard`. */

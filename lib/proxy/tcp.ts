@@ -1,5 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net'
-import type { DataPlaneContext, Frontend, FrontendSpec, FrontendState } from './frontend.js'
+import { type DataPlaneContext, type Frontend, type FrontendSpec, type FrontendState, listenServer } from './frontend.js'
 import { type ServicePortRuntime, sourceAllowed } from './runtime.js'
 import { acceptFailed, admit } from './limits.js' // hardening (#8)
 import type { PairBase } from './tcp-pair.js'
@@ -39,28 +39,21 @@ export class TcpFrontend implements Frontend {
     this.server = server
   }
 
-  open (): Promise<void> {
-    return new Promise((resolve) => {
-      const onError = (err: NodeJS.ErrnoException): void => {
-        this.state = 'error'
-        this.error = `${err.code ?? 'error'}: ${err.message}`
-        resolve()
-      }
-      this.server.once('error', onError)
-      this.server.listen({ host: this.spec.host, port: this.ctx.ephemeralPorts ? 0 : this.spec.port, backlog: 4096 }, () => {
-        this.server.off('error', onError)
-        const a = this.server.address()
-        this.boundPort = typeof a === 'object' && a !== null ? a.port : this.spec.port
-        // The uv engine takes accepted handles straight from the listening handle.
-        const lh = this.ctx.engine === 'uv' ? listenHandle(this.server) : null
-        if (lh !== null) {
-          (lh as ListenHandle)[kFrontend] = this
-          lh.onconnection = onHandleConnection
-        }
-        this.state = 'listening'
-        resolve()
-      })
-    })
+  async open (): Promise<void> {
+    const r = await listenServer(this.server, this.spec.host, this.ctx.ephemeralPorts ? 0 : this.spec.port, 4096)
+    if (r.error !== '') {
+      this.state = 'error'
+      this.error = r.error
+      return
+    }
+    this.boundPort = r.port
+    // The uv engine takes accepted handles straight from the listening handle.
+    const lh = this.ctx.engine === 'uv' ? listenHandle(this.server) : null
+    if (lh !== null) {
+      (lh as ListenHandle)[kFrontend] = this
+      lh.onconnection = onHandleConnection
+    }
+    this.state = 'listening'
   }
 
   private serverClosed = false
