@@ -50,7 +50,7 @@ export interface ProxyOptions {
   /**
    * --max-connections: TCP connections open at once across every service port; beyond it a new
    * connection is reset at once and counted. 0 or absent: no limit. Per service: annotation
-   * svcproxy.io/max-connections (applies to each of its ports).
+   * svcproxy.io/max-connections (all its ports together).
    */
   maxConnections?: number
   /** --tcp-idle-timeout in ms: established TCP connections with no bytes either way this long are closed. 0 or absent: off (kube-proxy's default). */

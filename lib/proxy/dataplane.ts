@@ -30,6 +30,8 @@ export class DataPlane {
   readonly runtimes = new Map<string, ServicePortRuntime>()
   readonly frontends = new Map<string, Frontend>()
   private readonly runtimesBySvc = new Map<string, Set<string>>()
+  /** Per service: open TCP connections over all its ports (svcproxy.io/max-connections counts these). */
+  private readonly serviceConnections = new Map<string, { active: number }>()
   private readonly frontendsBySvc = new Map<string, Set<string>>()
   /** Frontends no longer accepting whose connections may still be finishing. */
   private readonly retired = new Set<Frontend>()
@@ -76,11 +78,15 @@ export class DataPlane {
     const oldIds = this.runtimesBySvc.get(svcKey) ?? new Set<string>()
     const newIds = new Set<string>()
     const wanted = new Map<string, FrontendSpec>()
+    let conns = this.serviceConnections.get(svcKey)
+    if (conns === undefined && states.length > 0) this.serviceConnections.set(svcKey, (conns = { active: 0 }))
+    else if (states.length === 0) this.serviceConnections.delete(svcKey) // open pairs keep their object
     for (const st of states) {
       newIds.add(st.id)
       let rt = this.runtimes.get(st.id)
       if (rt === undefined) {
         rt = new ServicePortRuntime(st, algorithm, hostname)
+        if (conns !== undefined) rt.serviceConnections = conns
         this.runtimes.set(st.id, rt)
       } else {
         const gone = rt.update(st, algorithm)

@@ -46,7 +46,7 @@ export class ConnectionLimits {
  */
 export function admit (limits: ConnectionLimits, rt: ServicePortRuntime, logger: Logger): boolean {
   if (limits.fdExhausted) fdRecovered(limits, logger)
-  if ((limits.max > 0 && limits.active >= limits.max) || (rt.maxConnections > 0 && rt.active >= rt.maxConnections)) {
+  if ((limits.max > 0 && limits.active >= limits.max) || (rt.maxConnections > 0 && rt.serviceConnections.active >= rt.maxConnections)) {
     limits.rejected++
     rt.rejectedLimit++
     return false

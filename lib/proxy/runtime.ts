@@ -38,8 +38,10 @@ export class ServicePortRuntime {
   udpDrops = 0
   /** TCP connections reset at once because --max-connections or the service's limit was reached. */
   rejectedLimit = 0
-  /** Annotation svcproxy.io/max-connections: TCP connections this port holds open at most; 0 = no limit. */
+  /** Annotation svcproxy.io/max-connections: TCP connections the service holds open at most, all its ports together; 0 = no limit. */
   maxConnections = 0
+  /** Shared by every port of the service (the data plane hands out one per service): its open TCP connections. */
+  serviceConnections: { active: number } = { active: 0 }
   /** loadBalancerSourceRanges of a LoadBalancer service: who may reach its load-balancer addresses; null = everyone. */
   sourceRanges: BlockList | null = null
   /** Clients refused there: TCP connections reset, UDP datagrams dropped. */

@@ -132,6 +132,7 @@ export function notePairFinished (p: PairBase): void {
   p.fe.ctx.limits.active-- // hardening (#8): admitted on accept
   const rt = p.rt
   rt.active--
+  rt.serviceConnections.active--
   const b = p.endpoint
   if (b !== null && p.connected) b.active--
   p.fe.pairs.delete(p)
@@ -155,6 +156,7 @@ export function noteAccepted (p: PairBase): void {
   const rt = fe.rt
   rt.accepted++
   rt.active++
+  rt.serviceConnections.active++
   const ev = fe.ctx.events
   // The client's address is gone once its socket closes: fetch it now if an event will need it.
   if (observed(ev, 'close') || observed(ev, 'dialFailed') || observed(ev, 'endpoint')) void p.clientIP

@@ -56,6 +56,21 @@ t.test('annotation svcproxy.io/max-connections limits one service; others are un
   t.equal(await echoOnce(capped.address, capped.port, 'w'), 'w', '"0" lifts the limit')
 })
 
+t.test('annotation svcproxy.io/max-connections counts the service\'s ports together', async (t) => {
+  const echo = await echoServer(t, '127.0.11.5')
+  const p = testProxy(t)
+  await p.apply([
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'two', annotations: { 'svcproxy.io/max-connections': '3' } }, spec: { clusterIP: '127.54.0.7', ports: [{ name: 'a', port: 80 }, { name: 'b', port: 81 }] } },
+    { apiVersion: 'v1', kind: 'Endpoints', metadata: { name: 'two' }, subsets: [{ addresses: [{ ip: '127.0.11.5' }], ports: [{ name: 'a', port: echo.port }, { name: 'b', port: echo.port }] }] },
+  ])
+  const a = p.address('default/two', 'a')
+  const b = p.address('default/two', 'b')
+  await holdEcho(a.address, a.port, 2, t)
+  await holdEcho(b.address, b.port, 1, t)
+  t.equal(await echoOnce(b.address, b.port, 'x'), 'ERR:ECONNRESET', 'the 4th connection is reset, though port b holds only 1')
+  t.equal(await echoOnce(a.address, a.port, 'x'), 'ERR:ECONNRESET', 'and on port a')
+})
+
 t.test('a malformed max-connections annotation or option is refused', async (t) => {
   const p = testProxy(t)
   for (const bad of ['-1', 'ten', '1.5', '', '99999999', ' 3']) {
