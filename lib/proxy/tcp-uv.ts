@@ -69,10 +69,7 @@ class UvPair extends PairBase {
   }
 
   protected peer (): { address: string, port: number } {
-    if (this.client.closed) return { address: '', port: 0 }
-    const out: { address?: string, port?: number } = {}
-    this.client.h.getpeername(out)
-    return { address: out.address ?? '', port: out.port ?? 0 }
+    return this.client.closed ? { address: '', port: 0 } : peerOf(this.client.h)
   }
 
   bytesIn (): number { return this.client.bytesRead }
@@ -89,10 +86,10 @@ class UvPair extends PairBase {
   }
 }
 
-function peerIP (h: UvTcpHandle): string {
-  const out: { address?: string } = {}
+function peerOf (h: UvTcpHandle): { address: string, port: number } {
+  const out: { address?: string, port?: number } = {}
   h.getpeername(out)
-  return out.address ?? ''
+  return { address: out.address ?? '', port: out.port ?? 0 }
 }
 
 function queuedOn (s: Side): number {
@@ -110,7 +107,7 @@ export function acceptHandle (fe: TcpFrontend, err: number, h: UvTcpHandle | und
   }
   // A client outside loadBalancerSourceRanges, or (hardening #8) over --max-connections or the
   // service's limit: reset at once, counted.
-  if ((fe.checksSource && !sourceAllowed(fe.rt, peerIP(h))) || !fe.admit()) { if (h.reset() !== 0) h.close(); return }
+  if ((fe.checksSource && !sourceAllowed(fe.rt, peerOf(h).address)) || !fe.admit()) { if (h.reset() !== 0) h.close(); return }
   h.setNoDelay(true)
   const p = new UvPair(fe.ctx.nextConnectionId(), h, fe)
   noteAccepted(p)
