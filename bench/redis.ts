@@ -13,7 +13,7 @@ import { once } from 'node:events'
 import { type Server, connect, createServer } from 'node:net'
 import { cpus } from 'node:os'
 import { pathToFileURL } from 'node:url'
-import { type Proxy, RedisStore, type RedisSource, createProxy, watchRedis } from '../lib/index.js'
+import { type ServiceProxy, RedisStore, type RedisSource, createProxy, watchRedis } from '../lib/index.js'
 
 export interface BenchOptions {
   /** Endpoint changes per convergence run (200). */
@@ -77,7 +77,7 @@ function ask (host: string, port: number): Promise<string> {
 const svc = (name: string, port = 80): unknown => ({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' }, spec: { ports: [{ port }] } })
 const eps = (name: string, ips: string[], port: number): unknown => ({ apiVersion: 'v1', kind: 'Endpoints', metadata: { name, namespace: 'default' }, subsets: [{ addresses: ips.map((ip) => ({ ip })), ports: [{ port }] }] })
 
-async function daemon (url: string): Promise<{ proxy: Proxy, source: RedisSource }> {
+async function daemon (url: string): Promise<{ proxy: ServiceProxy, source: RedisSource }> {
   const proxy = createProxy({ ephemeralPorts: true })
   const source = await watchRedis(proxy, { url })
   await source.synced()

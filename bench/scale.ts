@@ -38,7 +38,7 @@ async function child (): Promise<void> {
       if (m.type === 'table') {
         // Control plane alone: validation + allocation + endpoint computation, no sockets.
         const docs = manifest(m.services as number, 10)
-        const { parseObjects } = await import('../lib/model/parse.js')
+        const { parseObjects } = await import('../lib/model/document.js')
         const t0 = performance.now()
         const parsed = parseObjects(docs, '<scale>')
         const table = new Table()

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { once } from 'node:events'
 import pino from 'pino'
-import { createProxy, type Proxy, type ProxyOptions } from '../lib/index.js'
+import { createProxy, type ServiceProxy, type ProxyOptions } from '../lib/index.js'
 
 /** The engine test proxies use unless a test asks: test/node-engine.test.ts sets it to 'node'. */
 export function testEngine (): 'uv' | 'node' {
@@ -10,7 +10,7 @@ export function testEngine (): 'uv' | 'node' {
 }
 
 /** A proxy with ephemeral ports, closed at teardown. */
-export function testProxy (t: { teardown: (fn: () => unknown) => void }, opts: ProxyOptions = {}): Proxy {
+export function testProxy (t: { teardown: (fn: () => unknown) => void }, opts: ProxyOptions = {}): ServiceProxy {
   const p = createProxy({ ephemeralPorts: true, logger: pino({ level: 'silent' }), engine: testEngine(), ...opts })
   t.teardown(() => p.close())
   return p

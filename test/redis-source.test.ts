@@ -7,7 +7,7 @@ import { Writable } from 'node:stream'
 import { mkdtempSync, rmSync } from 'node:fs'
 import pino from 'pino'
 import t from 'tap'
-import { type AppliedEvent, type Proxy, RedisStore, type RedisSource, watchRedis } from '../lib/index.js'
+import { type AppliedEvent, type ServiceProxy, RedisStore, type RedisSource, watchRedis } from '../lib/index.js'
 import { readStateFile } from '../lib/sources/redis-state.js'
 import { storeKeys } from '../lib/store/schema.js'
 import { fetchAll, nameServer, testProxy, until } from './helpers.js'
@@ -34,7 +34,7 @@ function captureLogger (): { logger: pino.Logger, lines: Array<Record<string, un
   return { logger: pino({ level: 'info' }, stream), lines }
 }
 
-async function follow (t: T, proxy: Proxy, url: string, extra: Partial<Parameters<typeof watchRedis>[1]> = {}): Promise<{ source: RedisSource, applied: AppliedEvent[] }> {
+async function follow (t: T, proxy: ServiceProxy, url: string, extra: Partial<Parameters<typeof watchRedis>[1]> = {}): Promise<{ source: RedisSource, applied: AppliedEvent[] }> {
   const applied: AppliedEvent[] = []
   const source = await watchRedis(proxy, { url, blockMs: 200, startTimeoutMs: 3000, onApplied: (e) => applied.push(e), ...extra })
   t.teardown(() => source.close())
@@ -47,7 +47,7 @@ function writer (t: T, url: string): RedisStore {
   return s
 }
 
-const routed = async (p: Proxy, svcName = 'default/web'): Promise<string> => {
+const routed = async (p: ServiceProxy, svcName = 'default/web'): Promise<string> => {
   try {
     const a = p.address(svcName, 80)
     return await fetchAll(a.address, a.port)
@@ -73,7 +73,7 @@ t.test('two daemons converge to the same table and route to the new endpoint', a
   t.ok(await until(() => s1.revision === res.revision && s2.revision === res.revision), 'both reached the revision')
   t.equal(await routed(p1), 'b')
   t.equal(await routed(p2), 'b')
-  const dump = (p: Proxy): string => JSON.stringify(p.table.allObjects().sort((x, y) => `${x.kind}/${x.name}`.localeCompare(`${y.kind}/${y.name}`)))
+  const dump = (p: ServiceProxy): string => JSON.stringify(p.table.allObjects().sort((x, y) => `${x.kind}/${x.name}`.localeCompare(`${y.kind}/${y.name}`)))
   t.equal(dump(p1), dump(p2), 'identical tables')
   t.equal(p1.table.services.get('default/other')?.clusterIP, p2.table.services.get('default/other')?.clusterIP, 'the writer allocated once for both')
   t.same(s1.health(), { ...s1.health(), kind: 'redis', synced: true, stale: false, revision: res.revision })

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import {
-  type DialFailedEvent, type KubeObject, type Proxy,
+  type DialFailedEvent, type KubeObject, type ServiceProxy,
   Table, ValidationError, parseObjects, readDocumentFile,
 } from '../lib/index.js'
 import { fetchAll, listen, testProxy, udpClient, udpServer } from './helpers.js'
@@ -209,7 +209,7 @@ t.test('seed: myservice follows its pods as they are scaled from 2 to 1', async 
 
 t.test('nodePort: wildcard by default, --nodeport-addresses selects local addresses', async (t) => {
   const svc = parse([service('np', { type: 'NodePort', clusterIP: '127.51.0.1', ports: [{ port: 80, nodePort: 30080 }] })]).objects
-  const hostsOf = (p: Proxy): string[] => {
+  const hostsOf = (p: ServiceProxy): string[] => {
     // Table only: nothing binds, so the wildcard case opens no socket beyond loopback.
     p.table.write(svc, [], 't')
     const st = p.table.statesOf('default/np')[0]
@@ -425,7 +425,7 @@ t.test('externalIPs work on a ClusterIP service; ingress IPs only on a LoadBalan
 // Session affinity (TCP)
 
 /** A ClientIP service over three endpoints on 127.0.126.1-3, answering a/b/c. */
-async function affinityService (t: Tap, p: Proxy, spec: Raw = {}): Promise<{ addr: { address: string, port: number }, ports: number[], objects: (s?: Raw) => Raw[] }> {
+async function affinityService (t: Tap, p: ServiceProxy, spec: Raw = {}): Promise<{ addr: { address: string, port: number }, ports: number[], objects: (s?: Raw) => Raw[] }> {
   const servers = await Promise.all(['a', 'b', 'c'].map((n, i) => named(t, n, `127.0.126.${i + 1}`)))
   const ports = servers.map((s) => s.port)
   const objects = (s: Raw = spec): Raw[] => [
@@ -543,7 +543,7 @@ t.test('affinity over UDP: every session of a client IP goes to its endpoint whi
 // Traffic policies
 
 /** Endpoints on this node (node-a) and on another (node-b), behind a NodePort with an externalIP. */
-async function policyService (t: Tap, p: Proxy, spec: Raw): Promise<{ objects: (extra?: Raw[]) => Raw[], localPort: number }> {
+async function policyService (t: Tap, p: ServiceProxy, spec: Raw): Promise<{ objects: (extra?: Raw[]) => Raw[], localPort: number }> {
   const local = await named(t, 'local', '127.0.128.1')
   const remote = await named(t, 'remote', '127.0.128.2')
   const objects = (extra: Raw[] = []): Raw[] => [

@@ -2,15 +2,15 @@ import { randomBytes } from 'node:crypto'
 import { Writable } from 'node:stream'
 import pino from 'pino'
 import t from 'tap'
-import type { CloseEvent, ConnectionEvent, EndpointEvent, Proxy } from '../lib/index.js'
-import type { ServicePortRuntime } from '../lib/proxy/runtime.js'
-import type { UdpFrontend } from '../lib/proxy/udp.js'
-import { forwardUp, openSession, PENDING_MAX_BYTES, PENDING_MAX_DATAGRAMS } from '../lib/proxy/udp-session.js'
+import type { CloseEvent, ConnectionEvent, EndpointEvent, ServiceProxy } from '../lib/index.js'
+import type { ServicePortRuntime } from '../lib/frontend/runtime.js'
+import type { UdpFrontend } from '../lib/udp/frontend.js'
+import { forwardUp, openSession, PENDING_MAX_BYTES, PENDING_MAX_DATAGRAMS } from '../lib/udp/session.js'
 import { svcWithEndpoints, testProxy, udpClient, udpClosedPort, udpServer, until } from './helpers.js'
 
 const UDP = { protocol: 'UDP' }
 
-function runtime (p: Proxy, name: string): ServicePortRuntime {
+function runtime (p: ServiceProxy, name: string): ServicePortRuntime {
   for (const rt of p.dataplane.runtimes.values()) if (rt.service === name) return rt
   throw new Error(`no runtime for ${name}`)
 }

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
-import type { Proxy } from '../proxy.js'
-import type { CloseEvent } from '../proxy/events.js'
+import type { ServiceProxy } from '../api/service-proxy.js'
+import type { CloseEvent } from '../frontend/events.js'
 
 /**
  * --access-log: one pino line per connection, written when it ends (never per chunk).
@@ -10,7 +10,7 @@ import type { CloseEvent } from '../proxy/events.js'
  * The child logger is pinned to level info, so access lines appear even with --log-level warn.
  * Returns a function that detaches it.
  */
-export function attachAccessLog (proxy: Proxy, logger: Logger): () => void {
+export function attachAccessLog (proxy: ServiceProxy, logger: Logger): () => void {
   const log = logger.child({ log: 'access' }, { level: 'info' })
   const onClose = (e: CloseEvent): void => {
     log.info({

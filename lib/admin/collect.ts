@@ -1,7 +1,7 @@
-import type { Proxy } from '../proxy.js'
-import type { ServicePortRuntime } from '../proxy/runtime.js'
+import type { ServiceProxy } from '../api/service-proxy.js'
+import type { ServicePortRuntime } from '../frontend/runtime.js'
 import type { SourceHealth } from '../sources/health.js'
-import type { Backend } from '../table/backend.js'
+import type { Backend } from '../balancer/backend.js'
 import { Exposition, labels } from './metrics.js'
 import type { ProcessStats } from './process-stats.js'
 
@@ -33,7 +33,7 @@ const ENDPOINT: Array<[string, 'counter' | 'gauge', string, EpCounter]> = [
 ]
 
 export interface MetricsInput {
-  proxy: Proxy
+  proxy: ServiceProxy
   health: () => SourceHealth
   process: ProcessStats
 }

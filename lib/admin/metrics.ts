@@ -1,4 +1,4 @@
-import type { Histogram } from './histogram.js'
+import type { Histogram } from '../util/histogram.js'
 
 export type MetricType = 'counter' | 'gauge' | 'histogram'
 

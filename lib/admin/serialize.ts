@@ -1,5 +1,5 @@
 import fastJson from 'fast-json-stringify'
-import type { EndpointStatus, ServicePortStatus } from '../proxy.js'
+import type { EndpointStatus, ServicePortStatus } from '../api/service-proxy.js'
 import type { HealthzBody } from './health.js'
 
 // Schemas are compiled once, at module load: a serializer is a generated function that

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { isIPv6 } from 'node:net'
 import pino, { type Logger } from 'pino'
 import { ConfigError, SvcproxyError } from '../errors.js'
-import type { Proxy } from '../proxy.js'
+import type { ServiceProxy } from '../api/service-proxy.js'
 import { apiHealth, type SourceHealth } from '../sources/health.js'
 import { attachAccessLog } from './access-log.js'
 import { renderMetrics } from './collect.js'
@@ -42,7 +42,7 @@ export function isLoopback (host: string): boolean {
 }
 
 export interface AdminServerOptions {
-  proxy: Proxy
+  proxy: ServiceProxy
   /** Freshness of whatever feeds the proxy. Default: apiHealth (library use: applied = current). */
   health?: () => SourceHealth
   /** /healthz, /livez, /readyz. '' or undefined: no separate health server. */
@@ -177,7 +177,7 @@ async function handle (routes: Record<string, Route>, req: IncomingMessage, res:
 }
 
 /** Endpoint rows with the counters /v1/services leaves out (affinity hits, UDP datagrams). */
-function endpointRows (proxy: Proxy): EndpointRow[] {
+function endpointRows (proxy: ServiceProxy): EndpointRow[] {
   const rows: EndpointRow[] = []
   const rts = [...proxy.dataplane.runtimes.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
   for (const rt of rts) {

@@ -1,4 +1,4 @@
-import type { Backend } from '../table/backend.js'
+import type { Backend } from './backend.js'
 
 export type Algorithm = 'round-robin' | 'random'
 

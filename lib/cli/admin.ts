@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import { type AdminServer, createAdminServer } from '../admin/server.js'
-import type { Proxy } from '../proxy.js'
+import type { ServiceProxy } from '../api/service-proxy.js'
 import type { SourceHealth } from '../sources/health.js'
 import { type FlagValues, str } from './flags.js'
 
@@ -8,7 +8,7 @@ import { type FlagValues, str } from './flags.js'
  * Starts the admin servers of `run`/`demo` from their flags and says where they listen, one
  * stderr line each (with port 0 the line is the only way to learn the port).
  */
-export async function startAdminFromFlags (values: FlagValues, proxy: Proxy, logger: Logger, health: (() => SourceHealth) | undefined, err: (line: string) => void): Promise<AdminServer> {
+export async function startAdminFromFlags (values: FlagValues, proxy: ServiceProxy, logger: Logger, health: (() => SourceHealth) | undefined, err: (line: string) => void): Promise<AdminServer> {
   const admin = await createAdminServer({
     proxy,
     health,

@@ -1,8 +1,8 @@
 import pino, { type Logger } from 'pino'
 import type { Algorithm } from '../balancer/balancer.js'
 import { ConfigError, SvcproxyError } from '../errors.js'
-import { readDocumentFile } from '../model/parse.js'
-import { createProxy, type Proxy, type ProxyOptions } from '../proxy.js'
+import { readDocumentFile } from '../model/document.js'
+import { createProxy, type ServiceProxy, type ProxyOptions } from '../api/service-proxy.js'
 import { describeError, type FileSource, watchConfigFile } from '../sources/file.js'
 import { Table } from '../table/table.js'
 import { parseDuration } from '../util/duration.js'
@@ -168,7 +168,7 @@ async function demo (values: FlagValues, io: Io): Promise<number> {
  * SIGTERM/SIGINT: stop accepting at once, drain for the grace period, exit 0; a second
  * signal exits at once. SIGHUP: reload.
  */
-function serveUntilSignal (proxy: Proxy, logger: Logger, graceMs: number, reload: () => void, cleanup: () => void, onStop: () => void = () => {}): Promise<number> {
+function serveUntilSignal (proxy: ServiceProxy, logger: Logger, graceMs: number, reload: () => void, cleanup: () => void, onStop: () => void = () => {}): Promise<number> {
   return new Promise((resolve) => {
     let stopping = false
     const stop = (signal: NodeJS.Signals): void => {

@@ -1,5 +1,5 @@
 import { SvcproxyError } from '../errors.js'
-import type { FrontendStatus, ServicePortStatus } from '../proxy.js'
+import type { FrontendStatus, ServicePortStatus } from '../api/service-proxy.js'
 import { parseBindAddress } from '../admin/server.js'
 import type { ServicesDoc } from '../admin/serialize.js'
 import { type FlagValues, str } from './flags.js'

@@ -3,7 +3,8 @@
 import type { Logger } from 'pino'
 import { ConfigError } from '../errors.js'
 import type { KubeObject } from '../model/types.js'
-import { parseRef, type Proxy } from '../proxy.js'
+import type { ServiceProxy } from '../api/service-proxy.js'
+import { parseRef } from '../table/refs.js'
 import type { SourceHealth } from '../sources/health.js'
 import { DEFAULT_SYNC_PERIOD_MS, watchRedis } from '../sources/redis.js'
 import { parseRedisUrl, redactUrl } from '../store/connect.js'
@@ -162,7 +163,7 @@ export interface RunSource {
 }
 
 /** `run --redis`: follow the store; never fails because Redis is down (it serves and retries). */
-export async function startRedisSource (url: string, proxy: Proxy, values: FlagValues, logger: Logger): Promise<RunSource> {
+export async function startRedisSource (url: string, proxy: ServiceProxy, values: FlagValues, logger: Logger): Promise<RunSource> {
   const period = str(values, 'sync-period')
   const source = await watchRedis(proxy, {
     url,

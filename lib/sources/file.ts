@@ -4,8 +4,8 @@ import { readFile, stat } from 'node:fs/promises'
 import { basename, dirname, resolve } from 'node:path'
 import type { Logger } from 'pino'
 import { ValidationError, formatIssue } from '../errors.js'
-import { readDocumentFile } from '../model/parse.js'
-import type { Proxy } from '../proxy.js'
+import { readDocumentFile } from '../model/document.js'
+import type { ServiceProxy } from '../api/service-proxy.js'
 import type { SourceHealth } from './health.js'
 
 export interface FileSourceOptions {
@@ -48,7 +48,7 @@ export function describeError (err: unknown): string[] {
  * The first load must succeed (the returned promise rejects otherwise), so a daemon never
  * starts on a broken file.
  */
-export async function watchConfigFile (path: string, proxy: Proxy, opts: FileSourceOptions = {}): Promise<FileSource> {
+export async function watchConfigFile (path: string, proxy: ServiceProxy, opts: FileSourceOptions = {}): Promise<FileSource> {
   const file = resolve(path)
   const log = opts.logger ?? proxy.logger
   const debounceMs = opts.debounceMs ?? 50

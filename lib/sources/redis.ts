@@ -11,12 +11,12 @@
 import type { Logger } from 'pino'
 import { type ValidationError, formatIssue } from '../errors.js'
 import type { KubeObject } from '../model/types.js'
-import type { Proxy } from '../proxy.js'
+import type { ServiceProxy } from '../api/service-proxy.js'
 import { type RedisClient, backoffMs, closeClient, createClient, redactUrl, waitReady } from '../store/connect.js'
 import { decodeRecord } from '../store/records.js'
 import { DEFAULT_PREFIX, type FeedOp, LIST_SCRIPT, decodeEntry, refOfKey, revOfId, storeKeys } from '../store/schema.js'
 import { parseListReply } from '../store/store.js'
-import type { ObjectRef } from '../table/table.js'
+import type { ObjectRef } from '../table/refs.js'
 import type { SourceHealth } from './health.js'
 import { readStateFile, writeStateFile } from './redis-state.js'
 
@@ -76,7 +76,7 @@ export interface RedisSource {
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Starts following the store. Resolves after the first list, or once Redis proved unreachable. */
-export async function watchRedis (proxy: Proxy, opts: RedisSourceOptions): Promise<RedisSource> {
+export async function watchRedis (proxy: ServiceProxy, opts: RedisSourceOptions): Promise<RedisSource> {
   const s = new RedisFollower(proxy, opts)
   await s.start()
   return s
@@ -118,7 +118,7 @@ class RedisFollower implements RedisSource {
   private readonly syncedWaiters: Array<() => void> = []
   private firstAttempt: (() => void) | null = null
 
-  constructor (private readonly proxy: Proxy, private readonly opts: RedisSourceOptions) {
+  constructor (private readonly proxy: ServiceProxy, private readonly opts: RedisSourceOptions) {
     this.log = (opts.logger ?? proxy.logger).child({ source: 'redis' })
     this.keys = storeKeys(opts.prefix ?? DEFAULT_PREFIX)
     this.syncPeriodMs = opts.syncPeriodMs ?? DEFAULT_SYNC_PERIOD_MS

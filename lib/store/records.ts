@@ -3,7 +3,7 @@
 // parser as the file source, so a hand-corrupted record is caught and skipped by key.
 
 import { ValidationError } from '../errors.js'
-import { parseObjects } from '../model/parse.js'
+import { parseObjects } from '../model/document.js'
 import { type KubeObject, type Service, objectKey } from '../model/types.js'
 
 export interface StoredRecord {

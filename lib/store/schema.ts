@@ -2,7 +2,7 @@
 // Writers (lib/store/store.ts) and readers (lib/sources/redis.ts) share only this.
 
 import type { ObjectKind } from '../model/types.js'
-import type { ObjectRef } from '../table/table.js'
+import type { ObjectRef } from '../table/refs.js'
 
 /**
  * The braces are a Cluster hash tag: every key lands in one slot, so one Lua script may touch

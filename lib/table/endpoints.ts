@@ -1,7 +1,25 @@
 import { isIPv6 } from 'node:net'
 import type { Endpoints, EndpointSlice, Pod, Service, ServicePort } from '../model/types.js'
-import { ipv4ToInt } from '../util/cidr.js'
-import { Backend } from './backend.js'
+import { ipv4ToInt } from '../model/ip.js'
+
+/**
+ * One endpoint (ip:port) of a service port as the table computes it: plain data, no counters.
+ * The data plane gives each one a live Backend (balancer/backend.ts) for as long as it stays.
+ */
+export interface Endpoint {
+  /** `ip:port`, `[ip6]:port`. */
+  readonly key: string
+  readonly ip: string
+  readonly port: number
+  readonly nodeName: string
+  readonly podName: string
+  /** false for a serving-and-terminating fallback endpoint. */
+  readonly ready: boolean
+}
+
+export function endpointKey (ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`
+}
 
 /** The objects a service's endpoints are computed from. */
 export interface EndpointSources {
@@ -21,16 +39,16 @@ export interface EndpointSources {
  * Order: by IP (numeric; IPv4 before IPv6), then port. Deterministic, so every node
  * and every restart walks the same sequence.
  */
-export function computeBackends (svc: Service, sp: ServicePort, src: EndpointSources): Backend[] {
+export function computeBackends (svc: Service, sp: ServicePort, src: EndpointSources): Endpoint[] {
   const { ready, servingTerminating } = computeEndpointSets(svc, sp, src)
   return ready.length > 0 ? ready : servingTerminating
 }
 
 /** Both candidate sets, sorted; the data plane needs them apart for traffic policy Local. */
 export interface EndpointSets {
-  ready: Backend[]
+  ready: Endpoint[]
   /** Serving and terminating, not ready: used only where no ready endpoint exists (KEP-1669). */
-  servingTerminating: Backend[]
+  servingTerminating: Endpoint[]
 }
 
 /**
@@ -40,11 +58,11 @@ export interface EndpointSets {
  * survive even when `ready` is not empty.
  */
 export function computeEndpointSets (svc: Service, sp: ServicePort, src: EndpointSources): EndpointSets {
-  const ready: Backend[] = []
-  const fallback: Backend[] = []
+  const ready: Endpoint[] = []
+  const fallback: Endpoint[] = []
   const seen = new Set<string>()
-  const add = (list: Backend[], ip: string, port: number, nodeName: string, podName: string, isReady: boolean): void => {
-    const b = new Backend(ip, port, nodeName, podName, isReady)
+  const add = (list: Endpoint[], ip: string, port: number, nodeName: string, podName: string, isReady: boolean): void => {
+    const b: Endpoint = { key: endpointKey(ip, port), ip, port, nodeName, podName, ready: isReady }
     if (seen.has(b.key)) return
     seen.add(b.key)
     list.push(b)
@@ -112,7 +130,7 @@ export function resolveTargetPort (sp: ServicePort, pod: Pod): number {
   return 0
 }
 
-export function compareBackends (a: Backend, b: Backend): number {
+export function compareBackends (a: Endpoint, b: Endpoint): number {
   const a6 = isIPv6(a.ip)
   const b6 = isIPv6(b.ip)
   if (a6 !== b6) return a6 ? 1 : -1

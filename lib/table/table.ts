@@ -2,18 +2,12 @@ import { isIP } from 'node:net'
 import { ValidationError, type ValidationIssue } from '../errors.js'
 import type { EndpointSlice, Endpoints, KubeObject, ObjectKind, Pod, Service, ServicePort } from '../model/types.js'
 import { objectRef } from '../model/types.js'
-import { type Cidr, cidrContains, fnv1a, intToIpv4, parseCidr } from '../util/cidr.js'
-import type { Backend } from './backend.js'
-import { computeEndpointSets, selectorMatches } from './endpoints.js'
+import { type Cidr, cidrContains, fnv1a, intToIpv4, parseCidr } from '../model/ip.js'
+import type { ObjectRef } from './refs.js'
+import { computeEndpointSets, type Endpoint, selectorMatches } from './endpoints.js'
 
 export const DEFAULT_CLUSTER_IP_RANGE = '127.96.0.0/16'
 export const DEFAULT_NODE_PORT_RANGE = '30000-32767'
-
-export interface ObjectRef {
-  kind: ObjectKind
-  namespace: string
-  name: string
-}
 
 /** One port of one service with its current ready backends: the unit the data plane serves. */
 export interface ServicePortState {
@@ -21,13 +15,13 @@ export interface ServicePortState {
   id: string
   service: Service
   port: ServicePort
-  endpoints: Backend[]
+  endpoints: Endpoint[]
   /**
    * Serving-and-terminating endpoints that are not ready (KEP-1669), on every node. `endpoints`
    * already falls back to them when nothing is ready anywhere; traffic policy Local needs them
    * separately, to fall back per node. Absent means none.
    */
-  servingTerminating?: Backend[]
+  servingTerminating?: Endpoint[]
 }
 
 export interface TableOptions {

@@ -4,9 +4,9 @@
 import { once } from 'node:events'
 import { connect, createServer, type Socket } from 'node:net'
 import t from 'tap'
-import { TcpFrontend } from '../../lib/proxy/tcp.js'
-import type { PairBase } from '../../lib/proxy/tcp-pair.js'
-import type { Proxy } from '../../lib/index.js'
+import { TcpFrontend } from '../../lib/tcp/frontend.js'
+import type { PairBase } from '../../lib/tcp/pair.js'
+import type { ServiceProxy } from '../../lib/index.js'
 import { echoServer, fetchAll, listen, nameServer, svcWithEndpoints, testProxy, until } from '../helpers.js'
 import { closeWaitCount, connectHeld, echoOnce, fdCount, startDaemon, waitServing, writeConfig } from './fault-helpers.js'
 
@@ -61,7 +61,7 @@ t.test(`${SEQUENTIAL} sequential short connections: no descriptor growth, nothin
   t.equal(p.status()[0]?.accepted, SEQUENTIAL + 20)
 })
 
-function tcpPairs (p: Proxy): PairBase[] {
+function tcpPairs (p: ServiceProxy): PairBase[] {
   const out: PairBase[] = []
   for (const fe of p.dataplane.frontends.values()) if (fe instanceof TcpFrontend) for (const pair of fe.pairs) out.push(pair)
   return out

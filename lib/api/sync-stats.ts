@@ -1,4 +1,4 @@
-import { Histogram, exponentialBuckets } from './histogram.js'
+import { Histogram, exponentialBuckets } from '../util/histogram.js'
 
 /**
  * The buckets kube-proxy uses for `sync_proxy_rules_duration_seconds`

@@ -1,12 +1,12 @@
 import type { Algorithm } from '../balancer/balancer.js'
 import type { Service } from '../model/types.js'
 import type { ServicePortState, Table } from '../table/table.js'
-import { type DataPlaneContext, type Frontend, type FrontendSpec, frontendKey } from './frontend.js'
+import { type DataPlaneContext, type Frontend, type FrontendSpec, frontendKey } from '../frontend/contract.js'
 import { HealthCheckFrontend } from './health-check.js'
-import { FD_PROBE_INTERVAL_MS, IdleSweeper, probeDescriptors } from './limits.js'
-import { ServicePortRuntime } from './runtime.js'
-import { TcpFrontend } from './tcp.js'
-import { UdpFrontend } from './udp.js'
+import { FD_PROBE_INTERVAL_MS, IdleSweeper, probeDescriptors } from '../frontend/limits.js'
+import { ServicePortRuntime } from '../frontend/runtime.js'
+import { TcpFrontend } from '../tcp/frontend.js'
+import { UdpFrontend } from '../udp/frontend.js'
 
 function createFrontend (spec: FrontendSpec, rt: ServicePortRuntime, ctx: DataPlaneContext): Frontend {
   if (spec.kind === 'healthCheck') return new HealthCheckFrontend(spec, rt, ctx)

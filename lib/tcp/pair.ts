@@ -1,7 +1,7 @@
-import type { Backend } from '../table/backend.js'
-import { type CloseReason, hostPort, observed } from './events.js'
-import type { TcpFrontend } from './tcp.js'
-import type { ServicePortRuntime } from './runtime.js'
+import type { Backend } from '../balancer/backend.js'
+import { type CloseReason, hostPort, observed } from '../frontend/events.js'
+import type { TcpFrontend } from './frontend.js'
+import type { ServicePortRuntime } from '../frontend/runtime.js'
 
 /**
  * kube-proxy's dial ladder: 4 attempts, each on the next endpoint, with growing timeouts.

@@ -1,18 +1,20 @@
 import { EventEmitter } from 'node:events'
 import { networkInterfaces, hostname as osHostname } from 'node:os'
 import pino, { type Logger } from 'pino'
-import type { Algorithm } from './balancer/balancer.js'
-import { ClosedError, ConfigError, NotFoundError } from './errors.js'
-import { parseObjects } from './model/parse.js'
-import type { KubeObject, ObjectKind } from './model/types.js'
-import { SyncStats } from './admin/sync-stats.js'
-import { DataPlane } from './proxy/dataplane.js'
-import type { ProxyEventMap } from './proxy/events.js'
-import type { FrontendKind, FrontendState } from './proxy/frontend.js'
-import { ConnectionLimits, MAX_CONNECTIONS_LIMIT } from './proxy/limits.js'
-import { type Engine, engineFor } from './proxy/uv.js'
-import { cidrContains, parseCidr } from './util/cidr.js'
-import { type ObjectRef, Table } from './table/table.js'
+import { Backend } from '../balancer/backend.js'
+import type { Algorithm } from '../balancer/balancer.js'
+import { ClosedError, ConfigError, NotFoundError } from '../errors.js'
+import { parseObjects } from '../model/document.js'
+import type { KubeObject, ObjectKind } from '../model/types.js'
+import { SyncStats } from './sync-stats.js'
+import { DataPlane } from '../dataplane/dataplane.js'
+import type { ProxyEventMap } from '../frontend/events.js'
+import type { FrontendKind, FrontendState } from '../frontend/contract.js'
+import { ConnectionLimits, MAX_CONNECTIONS_LIMIT } from '../frontend/limits.js'
+import { type Engine, engineFor } from '../internals/uv-tcp.js'
+import { cidrContains, parseCidr } from '../model/ip.js'
+import { type ObjectRef, parseRef } from '../table/refs.js'
+import { Table } from '../table/table.js'
 
 export interface ProxyOptions {
   /** pino logger; silent when omitted (embedded use). */
@@ -109,28 +111,11 @@ export interface ServicePortStatus {
 export const DEFAULT_UDP_TIMEOUT_MS = 30_000
 export const DEFAULT_UDP_MAX_SESSIONS = 10_000
 
-const KINDS: Record<string, ObjectKind> = {
-  service: 'Service', services: 'Service', svc: 'Service',
-  endpoints: 'Endpoints', ep: 'Endpoints',
-  endpointslice: 'EndpointSlice', endpointslices: 'EndpointSlice',
-  pod: 'Pod', pods: 'Pod', po: 'Pod',
-}
-
-/** `Service ns/name`, `service/ns/name`, `svc ns/name` (kubectl-ish) → ObjectRef. */
-export function parseRef (text: string): ObjectRef {
-  const m = /^([A-Za-z]+)[ /]+(?:([a-z0-9.-]+)\/)?([a-z0-9.-]+)$/.exec(text.trim())
-  const kind = m === null ? undefined : KINDS[(m[1] ?? '').toLowerCase()]
-  if (m === null || kind === undefined) {
-    throw new ConfigError(`expected "service|endpoints|endpointslice|pod NAMESPACE/NAME", got "${text}"`)
-  }
-  return { kind, namespace: m[2] ?? 'default', name: m[3] ?? '' }
-}
-
 /**
  * An embedded svcproxy: a table of desired state and the sockets serving it.
  * Writes are serialized; each resolves once the data path serves the new state.
  */
-export class Proxy extends EventEmitter<ProxyEventMap> {
+export class ServiceProxy extends EventEmitter<ProxyEventMap> {
   readonly table: Table
   readonly dataplane: DataPlane
   readonly logger: Logger
@@ -245,7 +230,8 @@ export class Proxy extends EventEmitter<ProxyEventMap> {
     }
     return this.table.allStates().map((st) => {
       const rt = this.dataplane.runtimes.get(st.id)
-      const eps = rt?.balancer.endpoints ?? st.endpoints
+      // A port the data plane has not taken yet shows its endpoints with zero counters.
+      const eps = rt?.balancer.endpoints ?? st.endpoints.map((e) => new Backend(e.ip, e.port, e.nodeName, e.podName, e.ready))
       return {
         id: st.id,
         namespace: st.service.namespace,
@@ -314,6 +300,6 @@ export class Proxy extends EventEmitter<ProxyEventMap> {
   }
 }
 
-export function createProxy (opts: ProxyOptions = {}): Proxy {
-  return new Proxy(opts)
+export function createProxy (opts: ProxyOptions = {}): ServiceProxy {
+  return new ServiceProxy(opts)
 }

@@ -1,11 +1,11 @@
 import { createServer, type Server, type Socket } from 'node:net'
-import { type DataPlaneContext, type Frontend, type FrontendSpec, type FrontendState, listenServer } from './frontend.js'
-import { type ServicePortRuntime, sourceAllowed } from './runtime.js'
-import { acceptFailed, admit } from './limits.js' // hardening (#8)
-import type { PairBase } from './tcp-pair.js'
-import { acceptStream } from './tcp-stream.js'
-import { acceptHandle } from './tcp-uv.js'
-import { listenHandle, type UvTcpHandle } from './uv.js'
+import { type DataPlaneContext, type Frontend, type FrontendSpec, type FrontendState, listenServer } from '../frontend/contract.js'
+import { type ServicePortRuntime, sourceAllowed } from '../frontend/runtime.js'
+import { acceptFailed, admit } from '../frontend/limits.js' // hardening (#8)
+import type { PairBase } from './pair.js'
+import { acceptStream } from './stream-engine.js'
+import { acceptHandle } from './uv-engine.js'
+import { listenHandle, type UvTcpHandle } from '../internals/uv-tcp.js'
 
 const kFrontend = Symbol('svcproxy.frontend')
 

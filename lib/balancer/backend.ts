@@ -3,7 +3,9 @@
  * The data plane keeps a Backend object for as long as the endpoint stays in the set,
  * so its counters survive table updates; counting is a field increment, nothing more.
  */
-export class Backend {
+import { type Endpoint, endpointKey } from '../table/endpoints.js'
+
+export class Backend implements Endpoint {
   readonly key: string
   readonly ip: string
   readonly port: number
@@ -24,7 +26,7 @@ export class Backend {
   constructor (ip: string, port: number, nodeName = '', podName = '', ready = true) {
     this.ip = ip
     this.port = port
-    this.key = ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`
+    this.key = endpointKey(ip, port)
     this.nodeName = nodeName
     this.podName = podName
     this.ready = ready

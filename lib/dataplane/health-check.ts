@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { type DataPlaneContext, type Frontend, type FrontendSpec, type FrontendState, listenServer } from './frontend.js'
-import type { ServicePortRuntime } from './runtime.js'
+import { type DataPlaneContext, type Frontend, type FrontendSpec, type FrontendState, listenServer } from '../frontend/contract.js'
+import type { ServicePortRuntime } from '../frontend/runtime.js'
 
 const kFrontend = Symbol('svcproxy.healthCheck')
 

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:dgram'
-import { processBinding } from './uv.js'
+import { processBinding } from './uv-tcp.js'
 
 /**
  * The UDP fast path: a bound dgram socket's libuv handle (udp_wrap), for receiving and sending

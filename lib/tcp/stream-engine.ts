@@ -1,9 +1,9 @@
 import { connect, type Socket } from 'node:net'
-import type { CloseReason } from './events.js'
-import { acceptFailed } from './limits.js' // hardening (#8)
+import type { CloseReason } from '../frontend/events.js'
+import { acceptFailed } from '../frontend/limits.js' // hardening (#8)
 import { adoptAccepted, type BufferedSocket, connectBuffered, reclaim, relay, releaseReadBuffer } from './read-buffers.js'
-import { DIAL_TIMEOUTS_MS, nextRung, noteAccepted, noteConnected, noteDialFailed, notePairFinished, PairBase, pickEndpoint } from './tcp-pair.js'
-import type { TcpFrontend } from './tcp.js'
+import { DIAL_TIMEOUTS_MS, nextRung, noteAccepted, noteConnected, noteDialFailed, notePairFinished, PairBase, pickEndpoint } from './pair.js'
+import type { TcpFrontend } from './frontend.js'
 
 /**
  * TCP in the `node` engine: the data path on net.Socket streams. The fallback when Node's libuv

@@ -1,10 +1,10 @@
-import type { CloseReason } from './events.js'
-import { acceptFailed } from './limits.js' // hardening (#8)
+import type { CloseReason } from '../frontend/events.js'
+import { acceptFailed } from '../frontend/limits.js' // hardening (#8)
 import { LARGE_READ, SMALL_READ, giveReadBuffer, takeReadBuffer } from './read-buffers.js'
-import { DIAL_TIMEOUTS_MS, nextRung, noteAccepted, noteConnected, noteDialFailed, notePairFinished, PairBase, pickEndpoint } from './tcp-pair.js'
-import { sourceAllowed } from './runtime.js'
-import type { TcpFrontend } from './tcp.js'
-import { UV_ENOTCONN, UV_EOF, type UvConnectReq, type UvShutdownReq, type UvTcpBinding, type UvTcpHandle, uvErrorName, uvTcp, type UvWriteReq } from './uv.js'
+import { DIAL_TIMEOUTS_MS, nextRung, noteAccepted, noteConnected, noteDialFailed, notePairFinished, PairBase, pickEndpoint } from './pair.js'
+import { sourceAllowed } from '../frontend/runtime.js'
+import type { TcpFrontend } from './frontend.js'
+import { UV_ENOTCONN, UV_EOF, type UvConnectReq, type UvShutdownReq, type UvTcpBinding, type UvTcpHandle, uvErrorName, uvTcp, type UvWriteReq } from '../internals/uv-tcp.js'
 
 /**
  * TCP in the `uv` engine (the default): the data path on libuv handles (uv.ts), no net.Socket.

@@ -1,6 +1,7 @@
 import { BlockList } from 'node:net'
 import { type Algorithm, Balancer } from '../balancer/balancer.js'
-import type { Backend } from '../table/backend.js'
+import { Backend } from '../balancer/backend.js'
+import type { Endpoint } from '../table/endpoints.js'
 import type { ServicePortState } from '../table/table.js'
 import { maxConnectionsOf } from './limits.js'
 
@@ -68,13 +69,15 @@ export class ServicePortRuntime {
     this.balancer.setAffinity(svc.sessionAffinity === 'ClientIP' ? svc.affinityTimeoutSeconds * 1000 : 0)
     this.sourceRanges = svc.type === 'LoadBalancer' ? allowList(svc.loadBalancerSourceRanges) : null
     const seen = new Set<string>()
-    const keep = (b: Backend): Backend => {
-      seen.add(b.key)
-      const cur = this.byKey.get(b.key)
+    const keep = (e: Endpoint): Backend => {
+      seen.add(e.key)
+      const cur = this.byKey.get(e.key)
       if (cur === undefined) {
-        this.byKey.set(b.key, b)
+        const b = new Backend(e.ip, e.port, e.nodeName, e.podName, e.ready)
+        this.byKey.set(e.key, b)
         return b
       }
+      const b = e
       cur.nodeName = b.nodeName
       cur.podName = b.podName
       cur.ready = b.ready

@@ -1,9 +1,9 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram'
-import type { DataPlaneContext, Frontend, FrontendSpec, FrontendState } from './frontend.js'
-import { type ServicePortRuntime, sourceAllowed } from './runtime.js'
-import { uvErrorName } from './uv.js'
-import { udpHandleOf, type UvUdpHandle } from './udp-handle.js'
-import { type DropReason, endSession, forwardUp, openSession, type Session, type SessionHost } from './udp-session.js'
+import type { DataPlaneContext, Frontend, FrontendSpec, FrontendState } from '../frontend/contract.js'
+import { type ServicePortRuntime, sourceAllowed } from '../frontend/runtime.js'
+import { uvErrorName } from '../internals/uv-tcp.js'
+import { udpHandleOf, type UvUdpHandle } from '../internals/uv-udp.js'
+import { type DropReason, endSession, forwardUp, openSession, type Session, type SessionHost } from './session.js'
 
 /**
  * Kernel buffers asked for on the service socket, which every client of the port shares:

@@ -1,10 +1,10 @@
 import { createSocket, type Socket } from 'node:dgram'
-import type { Backend } from '../table/backend.js'
-import { type CloseReason, hostPort, observed } from './events.js'
-import type { DataPlaneContext, FrontendSpec } from './frontend.js'
-import type { ServicePortRuntime } from './runtime.js'
-import { sendConnected, sendTo, udpHandleOf, type UvUdpHandle } from './udp-handle.js'
-import { uvErrorName } from './uv.js'
+import type { Backend } from '../balancer/backend.js'
+import { type CloseReason, hostPort, observed } from '../frontend/events.js'
+import type { DataPlaneContext, FrontendSpec } from '../frontend/contract.js'
+import type { ServicePortRuntime } from '../frontend/runtime.js'
+import { sendConnected, sendTo, udpHandleOf, type UvUdpHandle } from '../internals/uv-udp.js'
+import { uvErrorName } from '../internals/uv-tcp.js'
 
 /**
  * Datagrams held per session while its upstream socket is still connecting (one tick or so).
