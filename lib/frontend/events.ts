@@ -1,15 +1,9 @@
 import type { EventEmitter } from 'node:events'
 
-/** Why a connection ended. Stable strings: access logs and tests match on them. */
-export type CloseReason =
-  | 'eof' // both sides finished cleanly (half-close propagated)
-  | 'client-error' // the client reset or errored
-  | 'backend-error' // the backend reset or errored after connecting
-  | 'dial-failed' // every dial attempt failed
-  | 'no-endpoints' // the service port had no (eligible) endpoint
-  | 'idle-timeout'
-  | 'shutdown' // drained past --shutdown-grace, or close()
-  | 'removed' // the endpoint or service went away
+import type { CloseReason } from './reasons.js'
+
+/** Why a connection ended: one of CLOSE_REASONS (reasons.ts). */
+export type { CloseReason }
 
 export interface ConnectionEvent {
   /** Per-proxy connection number. */

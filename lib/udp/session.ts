@@ -2,6 +2,7 @@ import { createSocket, type Socket } from 'node:dgram'
 import type { Backend } from '../balancer/backend.js'
 import { type CloseReason, hostPort, observed } from '../frontend/events.js'
 import type { DataPlaneContext, FrontendSpec } from '../frontend/contract.js'
+import type { DropReason } from '../frontend/reasons.js'
 import type { ServicePortRuntime } from '../frontend/runtime.js'
 import { sendConnected, sendTo, udpHandleOf, type UvUdpHandle } from '../internals/uv-udp.js'
 import { uvErrorName } from '../internals/uv-tcp.js'
@@ -21,7 +22,7 @@ export const PENDING_MAX_BYTES = 128 * 1024
  */
 export const SEND_QUEUE_MAX_BYTES = 4 * 1024 * 1024
 
-export type DropReason = 'sessions-full' | 'no-endpoints' | 'queue-full' | 'send-queue-full' | 'session-ended' | 'source-range'
+export type { DropReason }
 
 const kSession = Symbol('svcproxy.udpSession')
 
