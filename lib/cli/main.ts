@@ -54,7 +54,10 @@ export async function main (argv: string[], io: Io = stdio): Promise<number> {
     // Startup failures: one clear line, non-zero exit.
     if (err instanceof SvcproxyError) {
       for (const l of describeError(err)) io.err(`svcproxy ${command}: ${l}`)
-      return err.code === 'SVCPROXY_CONFIG' ? 2 : 1
+      // A bad --service-node-port-range has exited 1 since it was a plain SyntaxError (other
+      // flag errors exit 2); kept, as issue 12 changes no exit status.
+      const exitsOne = err.message.startsWith('--service-node-port-range:')
+      return err.code === 'SVCPROXY_CONFIG' && !exitsOne ? 2 : 1
     }
     io.err(`svcproxy ${command}: ${(err as Error).message}`)
     return 1

@@ -1,9 +1,9 @@
-import { isIP } from 'node:net'
 import { ValidationError, type ValidationIssue } from '../errors.js'
-import type { EndpointSlice, Endpoints, KubeObject, ObjectKind, Pod, Service, ServicePort } from '../model/types.js'
+import type { EndpointSlice, Endpoints, KubeObject, Pod, Service, ServicePort } from '../model/types.js'
 import { objectRef } from '../model/types.js'
-import { type Cidr, cidrContains, fnv1a, intToIpv4, parseCidr } from '../model/ip.js'
+import type { Cidr } from '../model/ip.js'
 import type { ObjectRef } from './refs.js'
+import { AllocationBatch, Allocator, type PortRange } from './allocator.js'
 import { computeEndpointSets, type Endpoint, selectorMatches } from './endpoints.js'
 
 export const DEFAULT_CLUSTER_IP_RANGE = '127.96.0.0/16'
@@ -29,18 +29,6 @@ export interface TableOptions {
   serviceNodePortRange?: string
 }
 
-export interface PortRange { min: number, max: number }
-
-export function parsePortRange (text: string, flag = '--service-node-port-range'): PortRange {
-  const m = /^(\d+)-(\d+)$/.exec(text.trim())
-  const min = Number(m?.[1])
-  const max = Number(m?.[2])
-  if (m === null || min < 1 || max > 65535 || min > max) {
-    throw new SyntaxError(`${flag}: expected a port range such as 30000-32767, got "${text}"`)
-  }
-  return { min, max }
-}
-
 const svcKeyOf = (namespace: string, name: string): string => `${namespace}/${name}`
 
 export function servicePortId (svc: Service, p: ServicePort): string {
@@ -52,7 +40,8 @@ export function servicePortId (svc: Service, p: ServicePort): string {
  * only the services it can affect (O(changed), not O(all)).
  *
  * Writes are validated in full before anything is mutated, so a rejected batch leaves the
- * table exactly as it was. The API server's allocations (clusterIP, nodePort) happen here.
+ * table exactly as it was. The API server's allocations (clusterIP, nodePort) are checked and
+ * made in the same step, by the allocator (allocator.ts).
  */
 export class Table {
   readonly clusterIPRange: Cidr
@@ -65,15 +54,13 @@ export class Table {
   private readonly slicesByService = new Map<string, Set<string>>()
   private readonly podsByNs = new Map<string, Map<string, Pod>>()
   private readonly servicesByNs = new Map<string, Set<string>>()
-  private readonly clusterIPs = new Map<string, string>() // ip -> svcKey
-  // Keyed by number alone: the API server's allocator is one bitmap for TCP and UDP, so
-  // another service cannot take 30053/UDP when one holds 30053/TCP.
-  private readonly nodePorts = new Map<number, string>() // nodePort -> svcKey
+  private readonly allocator: Allocator
   private readonly states = new Map<string, ServicePortState[]>()
 
   constructor (opts: TableOptions = {}) {
-    this.clusterIPRange = parseCidr(opts.serviceClusterIPRange ?? DEFAULT_CLUSTER_IP_RANGE, '--service-cluster-ip-range')
-    this.nodePortRange = parsePortRange(opts.serviceNodePortRange ?? DEFAULT_NODE_PORT_RANGE)
+    this.allocator = new Allocator(opts.serviceClusterIPRange ?? DEFAULT_CLUSTER_IP_RANGE, opts.serviceNodePortRange ?? DEFAULT_NODE_PORT_RANGE)
+    this.clusterIPRange = this.allocator.clusterIPRange
+    this.nodePortRange = this.allocator.nodePortRange
   }
 
   get pods (): Pod[] {
@@ -141,25 +128,13 @@ export class Table {
 
   private prepare (upserts: KubeObject[], deletes: ObjectRef[], file: string): KubeObject[] {
     const issues: ValidationIssue[] = []
-    const deleted = new Set(deletes.filter((d) => d.kind === 'Service').map((d) => svcKeyOf(d.namespace, d.name)))
     const batchKeys = new Set<string>()
-    const ipTaken = new Map<string, string>()
-    const portTaken = new Map<number, string>()
-    // What stays of the current allocations once this batch replaces or deletes services.
-    const replaced = new Set<string>(deleted)
+    // The current allocations of services this batch replaces or deletes are theirs to keep or free.
+    const replaced = new Set<string>(deletes.filter((d) => d.kind === 'Service').map((d) => svcKeyOf(d.namespace, d.name)))
     for (const o of upserts) if (o.kind === 'Service') replaced.add(svcKeyOf(o.namespace, o.name))
-    const ipOwner = (ip: string): string | undefined => {
-      const cur = this.clusterIPs.get(ip)
-      return cur !== undefined && !replaced.has(cur) ? cur : ipTaken.get(ip)
-    }
-    const portOwner = (k: number): string | undefined => {
-      const cur = this.nodePorts.get(k)
-      return cur !== undefined && !replaced.has(cur) ? cur : portTaken.get(k)
-    }
+    const allocations = new AllocationBatch(this.allocator, replaced, file, issues)
 
     const out: KubeObject[] = []
-    const pendingIP: Service[] = []
-    const pendingPorts: Array<{ svc: Service, idx: number }> = []
     for (const o of upserts) {
       const dup = `${o.kind}/${o.namespace}/${o.name}`
       if (batchKeys.has(dup)) {
@@ -169,111 +144,14 @@ export class Table {
       batchKeys.add(dup)
       if (o.kind !== 'Service') { out.push(o); continue }
       const key = svcKeyOf(o.namespace, o.name)
+      // A copy: allocation fills in clusterIP and nodePorts, and the caller's object stays as given.
       const svc: Service = { ...o, ports: o.ports.map((p) => ({ ...p })) }
-      const prev = this.services.get(key)
-      if (svc.type !== 'ExternalName' && svc.clusterIP === '' && prev !== undefined && prev.clusterIP !== 'None' && prev.clusterIP !== '') {
-        svc.clusterIP = prev.clusterIP // clusterIP is immutable once allocated
-      }
-      if (svc.type !== 'ExternalName' && svc.clusterIP !== '' && svc.clusterIP !== 'None') {
-        const owner = ipOwner(svc.clusterIP)
-        if (owner !== undefined && owner !== key) {
-          issues.push({ file, object: objectRef(svc), path: 'spec.clusterIP', message: `expected an unused address; ${svc.clusterIP} is already allocated to Service ${owner}` })
-        } else ipTaken.set(svc.clusterIP, key)
-      } else if (svc.type !== 'ExternalName' && svc.clusterIP === '') pendingIP.push(svc)
-
-      const wantsNodePort = svc.type === 'NodePort' || (svc.type === 'LoadBalancer' && svc.allocateLoadBalancerNodePorts)
-      // One service may use a number once per protocol (53/TCP and 53/UDP may share it).
-      const ownPorts = new Set<string>()
-      svc.ports.forEach((p, idx) => {
-        if (p.nodePort === 0 && wantsNodePort) {
-          const old = prev?.ports.find((q) => q.name === p.name && q.protocol === p.protocol)
-          if (old !== undefined && old.nodePort !== 0) p.nodePort = old.nodePort
-        }
-        if (p.nodePort !== 0) {
-          if (svc.type === 'ClusterIP' || svc.type === 'ExternalName') {
-            issues.push({ file, object: objectRef(svc), path: `spec.ports[${idx}].nodePort`, message: `expected no nodePort for a Service of type ${svc.type}` })
-            return
-          }
-          if (p.nodePort < this.nodePortRange.min || p.nodePort > this.nodePortRange.max) {
-            issues.push({ file, object: objectRef(svc), path: `spec.ports[${idx}].nodePort`, message: `expected a port in the node port range ${this.nodePortRange.min}-${this.nodePortRange.max}, got ${p.nodePort}` })
-            return
-          }
-          const own = `${p.protocol}/${p.nodePort}`
-          const owner = portOwner(p.nodePort)
-          if (owner !== undefined && owner !== key) {
-            issues.push({ file, object: objectRef(svc), path: `spec.ports[${idx}].nodePort`, message: `expected an unused node port; ${p.nodePort} is already allocated to Service ${owner}` })
-          } else if (ownPorts.has(own)) {
-            issues.push({ file, object: objectRef(svc), path: `spec.ports[${idx}].nodePort`, message: `expected each node port once per protocol, got ${own} a second time` })
-          } else {
-            ownPorts.add(own)
-            portTaken.set(p.nodePort, key)
-          }
-        } else if (wantsNodePort) pendingPorts.push({ svc, idx })
-      })
-      // healthCheckNodePort comes from the same range and may be nobody else's node port.
-      const hc = svc.healthCheckNodePort
-      if (hc !== 0) {
-        const owner = portOwner(hc)
-        if (hc < this.nodePortRange.min || hc > this.nodePortRange.max) {
-          issues.push({ file, object: objectRef(svc), path: 'spec.healthCheckNodePort', message: `expected a port in the node port range ${this.nodePortRange.min}-${this.nodePortRange.max}, got ${hc}` })
-        } else if ((owner !== undefined && owner !== key) || ownPorts.has(`TCP/${hc}`)) {
-          issues.push({ file, object: objectRef(svc), path: 'spec.healthCheckNodePort', message: `expected an unused node port; ${hc} is already allocated to Service ${owner ?? key}` })
-        } else portTaken.set(hc, key)
-      }
+      allocations.claim(svc, key, this.services.get(key))
       out.push(svc)
     }
-
-    // Allocations after explicit claims, in a stable order, so results do not depend on file order.
-    pendingIP.sort((a, b) => cmp(svcKeyOf(a.namespace, a.name), svcKeyOf(b.namespace, b.name)))
-    for (const svc of pendingIP) {
-      const key = svcKeyOf(svc.namespace, svc.name)
-      const ip = this.allocateIP(key, (ip) => ipOwner(ip) !== undefined)
-      if (ip === undefined) {
-        issues.push({ file, object: objectRef(svc), path: 'spec.clusterIP', message: `no free address left in --service-cluster-ip-range ${intToIpv4(this.clusterIPRange.base)}/${this.clusterIPRange.bits}` })
-      } else {
-        svc.clusterIP = ip
-        ipTaken.set(ip, key)
-      }
-    }
-    pendingPorts.sort((a, b) => cmp(svcKeyOf(a.svc.namespace, a.svc.name), svcKeyOf(b.svc.namespace, b.svc.name)) || a.idx - b.idx)
-    for (const { svc, idx } of pendingPorts) {
-      const key = svcKeyOf(svc.namespace, svc.name)
-      const p = svc.ports[idx] as ServicePort
-      const port = this.allocatePort(`${key}:${p.name}/${p.protocol}`, (n) => portOwner(n) !== undefined)
-      if (port === undefined) {
-        issues.push({ file, object: objectRef(svc), path: `spec.ports[${idx}].nodePort`, message: `no free port left in --service-node-port-range ${this.nodePortRange.min}-${this.nodePortRange.max}` })
-      } else {
-        p.nodePort = port
-        portTaken.set(port, key)
-      }
-    }
+    allocations.allocatePending()
     if (issues.length > 0) throw new ValidationError(issues)
     return out
-  }
-
-  /** Hash the service key into the range, probe linearly: stable across restarts and nodes. */
-  private allocateIP (key: string, taken: (ip: string) => boolean): string | undefined {
-    const { base, size } = this.clusterIPRange
-    // Skip the network address and (for ranges > /31) the broadcast address.
-    const first = size > 2 ? 1 : 0
-    const usable = size > 2 ? size - 2 : size
-    const start = fnv1a(key) % usable
-    for (let i = 0; i < usable; i++) {
-      const ip = intToIpv4((base + first + ((start + i) % usable)) >>> 0)
-      if (!taken(ip)) return ip
-    }
-    return undefined
-  }
-
-  private allocatePort (key: string, taken: (n: number) => boolean): number | undefined {
-    const { min, max } = this.nodePortRange
-    const size = max - min + 1
-    const start = fnv1a(key) % size
-    for (let i = 0; i < size; i++) {
-      const n = min + ((start + i) % size)
-      if (!taken(n)) return n
-    }
-    return undefined
   }
 
   private removeOne (ref: ObjectRef, affected: Set<string>): void {
@@ -364,19 +242,13 @@ export class Table {
     let set = this.servicesByNs.get(s.namespace)
     if (set === undefined) this.servicesByNs.set(s.namespace, (set = new Set()))
     set.add(k)
-    if (isIP(s.clusterIP) !== 0) this.clusterIPs.set(s.clusterIP, k)
-    for (const p of s.ports) if (p.nodePort !== 0) this.nodePorts.set(p.nodePort, k)
-    if (s.healthCheckNodePort !== 0) this.nodePorts.set(s.healthCheckNodePort, k)
+    this.allocator.reserve(k, s)
   }
 
   private unindexService (s: Service): void {
     const k = svcKeyOf(s.namespace, s.name)
     this.servicesByNs.get(s.namespace)?.delete(k)
-    if (this.clusterIPs.get(s.clusterIP) === k) this.clusterIPs.delete(s.clusterIP)
-    for (const p of s.ports) {
-      if (this.nodePorts.get(p.nodePort) === k) this.nodePorts.delete(p.nodePort)
-    }
-    if (this.nodePorts.get(s.healthCheckNodePort) === k) this.nodePorts.delete(s.healthCheckNodePort)
+    this.allocator.release(k, s)
   }
 
   private recompute (key: string): void {
@@ -400,12 +272,8 @@ export class Table {
 
   /** True when the given IP belongs to the allocation range. */
   inClusterRange (ip: string): boolean {
-    return cidrContains(this.clusterIPRange, ip)
+    return this.allocator.inClusterRange(ip)
   }
-}
-
-function cmp (a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0
 }
 
 function sameObject (a: KubeObject | undefined, b: KubeObject): boolean {
