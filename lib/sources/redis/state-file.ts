@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto'
 import { open, readFile, rename, unlink } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
+import type { Logger } from 'pino'
 
 export const STATE_FORMAT = 'svcproxy/redis-state@1'
 
@@ -65,4 +66,34 @@ export async function readStateFile (path: string): Promise<StateSnapshot | null
   const records = new Map<string, string>()
   for (const [k, t] of Object.entries(o.objects as Record<string, unknown>)) if (typeof t === 'string') records.set(k, t)
   return { epoch: o.epoch, revision: o.revision, records }
+}
+
+/**
+ * Writes the snapshot after each applied batch. Coalesced: at most one write in flight, and the
+ * last one always holds the newest state (`snapshot` is read when a write starts, not when asked).
+ */
+export class StateFileWriter {
+  private writing: Promise<void> | null = null
+  private dirty = false
+
+  constructor (private readonly path: string, private readonly snapshot: () => StateSnapshot, private readonly log: Logger) {}
+
+  /** The write in flight, if any (close() waits for it). */
+  get pending (): Promise<void> | null { return this.writing }
+
+  save (): void {
+    this.dirty = true
+    if (this.writing !== null) return
+    this.writing = (async () => {
+      while (this.dirty) {
+        this.dirty = false
+        try {
+          await writeStateFile(this.path, this.snapshot())
+        } catch (err) {
+          this.log.error({ stateFile: this.path, err: (err as Error).message }, 'cannot write the state file')
+        }
+      }
+      this.writing = null
+    })()
+  }
 }

@@ -1,0 +1,280 @@
+// Keeps what the proxy serves in step with the store, strictly in revision order: a full list
+// diffed against what we serve, then the feed entry by entry. Whatever the feed cannot vouch for
+// (a gap, another epoch, an unreadable entry, a store reset or rolled back) asks the lifecycle
+// for a relist: the equivalent of HTTP 410 Gone.
+//
+//   list  (atomic: epoch, rev, all records) ─► diff against what we serve ─► proxy.write
+//   watch XREAD BLOCK feed from `${rev}-0`  ─► entry rev must be rev+1, same epoch, else relist
+//
+// Safety rules: a bad record is logged by key and skipped (its last good version keeps
+// serving); a store that comes back empty after we served data is not obeyed wholesale.
+
+import type { Logger } from 'pino'
+import type { KubeObject } from '../../model/types.js'
+import type { ServiceProxy } from '../../api/service-proxy.js'
+import type { RedisClient } from '../../store/connect.js'
+import { type FeedOp, LIST_SCRIPT, type StoreKeys, decodeEntry, refOfKey, revOfId } from '../../store/schema.js'
+import { parseListReply } from '../../store/store.js'
+import type { ObjectRef } from '../../table/refs.js'
+import type { Lifecycle } from './lifecycle.js'
+import { ProxyWriter } from './proxy-writer.js'
+import { type StateSnapshot, readStateFile } from './state-file.js'
+import type { AppliedEvent, RedisSourceStats } from './types.js'
+
+export interface SyncContext {
+  proxy: ServiceProxy
+  /** The command connection: lists and checks (the feed is read on a connection of its own). */
+  cmd: RedisClient
+  keys: StoreKeys
+  log: Logger
+  /** The store's URL, redacted, for logs. */
+  where: string
+  life: Lifecycle
+  stats: RedisSourceStats
+  syncPeriodMs: number
+  onApplied: ((e: AppliedEvent) => void) | undefined
+  /** Something is served and the store confirmed it: wake whoever waits for that. */
+  onSynced: () => void
+  /** The served state moved: persist it (--state-file). */
+  saveState: () => void
+}
+
+export class StoreSync {
+  /** What we serve: key → stored text of the version in the proxy (last good one). */
+  private mirror = new Map<string, string>()
+  /** Epoch and revision the served data came from. */
+  private dataEpoch = ''
+  private dataRev = 0
+  /** The feed we follow: its epoch and the last revision read from it. */
+  private watchEpoch = ''
+  private lastRev = 0
+  /** An idle check saw a revision the feed did not deliver: relist if the next read is idle too. */
+  private suspectRev = 0
+  private nextResyncAt = 0
+  private confirmedAt = 0
+  private readonly writer: ProxyWriter
+
+  constructor (private readonly ctx: SyncContext) {
+    this.writer = new ProxyWriter(ctx.proxy, ctx.log, ctx.stats, ctx.keys.objects)
+  }
+
+  /** Revision the served data came from. */
+  get revision (): number { return this.dataRev }
+  /** Last revision read from the feed: the next read starts after it. */
+  get following (): number { return this.lastRev }
+  /** Last time the store confirmed the served state (ms since epoch), 0 before. */
+  get lastSyncedAt (): number { return this.confirmedAt }
+  /** The periodic full list (--sync-period) is due. */
+  resyncDue (): boolean { return Date.now() >= this.nextResyncAt }
+
+  /** What the state file holds. */
+  snapshot (): StateSnapshot {
+    return { epoch: this.dataEpoch, revision: this.dataRev, records: new Map(this.mirror) }
+  }
+
+  private markSynced (): void {
+    this.confirmedAt = Date.now()
+    this.ctx.onSynced()
+  }
+
+  /** After a reconnect or an idle read: is the feed we follow still the store's? */
+  async check (idle: boolean): Promise<void> {
+    const { ctx } = this
+    const reply = await ctx.cmd.call('MGET', [ctx.keys.epoch, ctx.keys.rev])
+    ctx.life.verified()
+    const [epoch, revText] = Array.isArray(reply) ? reply as unknown[] : []
+    const storeEpoch = typeof epoch === 'string' ? epoch : ''
+    const rev = Number(typeof revText === 'string' ? revText : '0')
+    if (storeEpoch !== this.watchEpoch || rev < this.lastRev) {
+      ctx.log.warn({ redis: ctx.where, epoch: storeEpoch, revision: rev, following: this.lastRev }, 'the store was reset or rolled back; relisting')
+      ctx.life.mustList()
+      return
+    }
+    if (!idle) {
+      ctx.stats.resumes++
+      ctx.log.info({ revision: this.lastRev }, 'resuming the watch where it stopped')
+    } else if (rev > this.lastRev) {
+      // The feed may be gone while the counter moved on; a write may also just have landed.
+      if (this.suspectRev !== 0 && rev >= this.suspectRev) {
+        ctx.log.warn({ revision: rev, following: this.lastRev }, 'the feed does not deliver revisions the store has; relisting')
+        ctx.life.mustList()
+      }
+      this.suspectRev = rev
+      return
+    }
+    this.suspectRev = 0
+    if (!ctx.life.guarded && !ctx.life.servingFile) this.confirmedAt = Date.now()
+  }
+
+  async relist (): Promise<void> {
+    const { ctx } = this
+    const snap = parseListReply(await ctx.cmd.call('EVAL', [LIST_SCRIPT, 4, ctx.keys.objects, ctx.keys.rev, ctx.keys.epoch, ctx.keys.feed]))
+    ctx.stats.lists++
+    ctx.life.snapshotRead()
+    this.suspectRev = 0
+    this.nextResyncAt = Date.now() + ctx.syncPeriodMs
+
+    if (snap.records.size === 0 && this.mirror.size > 0 && snap.epoch !== this.dataEpoch) {
+      // A restart without persistence (or a flush) would otherwise blackhole every node at once.
+      if (!ctx.life.guarded) {
+        ctx.log.error({ redis: ctx.where, servedRevision: this.dataRev, objects: this.mirror.size },
+          'THE STORE IS EMPTY after having held data (restarted without persistence?). NOT applying it: still serving the last known state until the store holds data again. Explicit deletes are still obeyed.')
+      }
+      if (snap.epoch !== this.watchEpoch) this.lastRev = 0 // replay the new store's feed: its deletes count
+      ctx.life.guard()
+      this.watchEpoch = snap.epoch
+      this.markSynced()
+      return
+    }
+    if (ctx.life.guarded) {
+      ctx.log.warn({ revision: snap.revision, objects: snap.records.size }, 'the store holds data again: converging to it')
+      ctx.life.unguard()
+    }
+
+    const upserts: KubeObject[] = []
+    const deletes: ObjectRef[] = []
+    const next = new Map<string, string>()
+    for (const [key, text] of snap.records) {
+      const prev = this.mirror.get(key)
+      if (prev === text) { next.set(key, text); continue }
+      const obj = this.writer.decode(key, text, snap.revision)
+      if (obj === undefined) {
+        if (prev !== undefined) next.set(key, prev)
+        continue
+      }
+      upserts.push(obj)
+      next.set(key, text)
+    }
+    for (const key of this.mirror.keys()) {
+      if (snap.records.has(key)) continue
+      const ref = refOfKey(key)
+      if (ref !== null) deletes.push(ref)
+    }
+    const wasFromFile = ctx.life.servingFile
+    const firstList = ctx.stats.lists === 1
+    this.mirror = next
+    const changed = await this.writer.write(upserts, deletes, snap.revision)
+    if (!firstList && !wasFromFile && changed > 0) {
+      ctx.log.warn({ revision: snap.revision, changed }, 'relist found differences with the served state; repaired')
+    }
+    this.dataEpoch = this.watchEpoch = snap.epoch
+    this.dataRev = this.lastRev = snap.revision
+    ctx.life.listApplied()
+    this.markSynced()
+    ctx.log.info({ revision: snap.revision, objects: next.size }, 'listed the store')
+    ctx.onApplied?.({ via: 'list', revision: snap.revision, changed })
+    ctx.saveState()
+  }
+
+  async applyEntries (reply: unknown): Promise<void> {
+    const { ctx } = this
+    this.suspectRev = 0
+    const entries = feedEntries(reply)
+    for (const [id, fields] of entries) {
+      const rev = revOfId(id)
+      if (Number.isNaN(rev)) {
+        ctx.log.error({ key: `${ctx.keys.feed} ${id}` }, 'feed entry not written by svcproxy; relisting')
+        ctx.life.mustList()
+        break
+      }
+      if (rev <= this.lastRev) continue
+      if (rev !== this.lastRev + 1 && !ctx.life.guarded) {
+        ctx.stats.gaps++
+        ctx.log.warn({ following: this.lastRev, next: rev }, 'the feed no longer holds the next revision (trimmed); relisting')
+        ctx.life.mustList()
+        break
+      }
+      let entry
+      try {
+        entry = decodeEntry(fields)
+      } catch (err) {
+        ctx.log.error({ key: `${ctx.keys.feed} ${id}`, err: (err as Error).message }, 'unreadable feed entry; relisting')
+        ctx.life.mustList()
+        break
+      }
+      if (entry.epoch !== this.watchEpoch) {
+        if (ctx.life.guarded && this.watchEpoch === '') {
+          this.watchEpoch = entry.epoch // the wiped store's first write
+        } else {
+          ctx.log.warn({ revision: rev }, 'feed entry from another store epoch; relisting')
+          ctx.life.mustList()
+          break
+        }
+      }
+      if (ctx.life.guarded) {
+        if (entry.ops.some((o) => o.op === 'put')) { ctx.life.mustList(); break }
+        this.lastRev = rev
+        await this.applyOps(entry.ops, this.dataRev)
+        continue
+      }
+      const changed = await this.applyOps(entry.ops, rev)
+      this.lastRev = this.dataRev = rev
+      ctx.stats.entries++
+      ctx.onApplied?.({ via: 'watch', revision: rev, changed })
+    }
+    if (!ctx.life.guarded) this.confirmedAt = Date.now()
+    ctx.saveState()
+  }
+
+  private async applyOps (ops: FeedOp[], rev: number): Promise<number> {
+    const upserts: KubeObject[] = []
+    const deletes: ObjectRef[] = []
+    for (const op of ops) {
+      if (op.op === 'del') {
+        const ref = refOfKey(op.key)
+        if (ref === null) continue
+        deletes.push(ref)
+        this.mirror.delete(op.key)
+        continue
+      }
+      const obj = this.writer.decode(op.key, op.obj, rev)
+      if (obj === undefined) continue
+      upserts.push(obj)
+      this.mirror.set(op.key, op.obj)
+    }
+    return await this.writer.write(upserts, deletes, rev)
+  }
+
+  /** Serves the last-known-good snapshot until the store is listed. */
+  async loadStateFile (path: string): Promise<void> {
+    const { ctx } = this
+    let snap
+    try {
+      snap = await readStateFile(path)
+    } catch (err) {
+      ctx.log.error({ stateFile: path, err: (err as Error).message }, 'state file unreadable; ignoring it')
+      return
+    }
+    if (snap === null) return
+    const upserts: KubeObject[] = []
+    for (const [key, text] of snap.records) {
+      const obj = this.writer.decode(key, text, snap.revision)
+      if (obj === undefined) continue
+      upserts.push(obj)
+      this.mirror.set(key, text)
+    }
+    const changed = await this.writer.write(upserts, [], snap.revision)
+    this.dataEpoch = this.watchEpoch = snap.epoch
+    this.dataRev = this.lastRev = snap.revision
+    ctx.life.stateFileLoaded() // serving something; health says stale until the store confirms it
+    ctx.log.warn({ stateFile: path, revision: snap.revision, objects: this.mirror.size }, 'serving the state file until the store is listed')
+    ctx.onApplied?.({ via: 'state-file', revision: snap.revision, changed })
+  }
+}
+
+/**
+ * XREAD reply → [id, fields][] of the one stream read. RESP2 nests `[[key, entries]]`; ioredis 6
+ * may hand the map-shaped reply over flattened as `[key, entries]`: both are accepted.
+ */
+function feedEntries (reply: unknown): Array<[string, unknown]> {
+  if (!Array.isArray(reply)) return []
+  const streams: unknown[] = typeof reply[0] === 'string' ? [reply] : reply
+  const out: Array<[string, unknown]> = []
+  for (const stream of streams) {
+    if (!Array.isArray(stream) || !Array.isArray(stream[1])) continue
+    for (const e of stream[1] as unknown[]) {
+      if (Array.isArray(e) && typeof e[0] === 'string') out.push([e[0], e[1]])
+    }
+  }
+  return out
+}
