@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { connect, createServer } from 'node:net'
 import t from 'tap'
-import { readBufferPool } from '../lib/tcp/read-buffers.js'
+import { readBufferPool } from '../lib/tcp/buffer-pool.js'
 import { listen, svcWithEndpoints, testProxy, until } from './helpers.js'
 
 // Pooled read buffers are reused only when the write that carried them completed at once. This
@@ -92,7 +92,7 @@ t.test('IPv6: a service on ::1 with an IPv6 endpoint carries bytes intact', asyn
 })
 
 t.test('adoptAccepted gives up (and the caller keeps the socket) when there is no handle', async (t) => {
-  const { adoptAccepted } = await import('../lib/tcp/read-buffers.js')
+  const { adoptAccepted } = await import('../lib/tcp/stream-reads.js')
   const { Socket } = await import('node:net')
   const s = new Socket()
   t.equal(adoptAccepted(s, () => true), null)

@@ -51,7 +51,7 @@ export interface DataPlaneContext {
   readonly udpMaxSessions: number
   /** What moves the bytes: libuv handles, or Node's socket APIs (uv.ts). */
   readonly engine: 'uv' | 'node'
-  /** node engine: TCP reads into pooled buffers (read-buffers.ts) instead of a fresh Buffer per read. */
+  /** node engine: TCP reads into pooled buffers (tcp/stream-reads.ts) instead of a fresh Buffer per read. */
   readonly pooledReads: boolean
   /** --max-connections and the out-of-descriptors state, shared by every TCP frontend. */
   readonly limits: ConnectionLimits

@@ -1,4 +1,4 @@
-// Resource limits of the TCP data path (issue #8): a global connection cap (--max-connections),
+// Resource limits of the TCP data path: a global connection cap (--max-connections),
 // a per-service cap (annotation svcproxy.io/max-connections), the out-of-descriptors episode
 // (EMFILE/ENFILE on accept: kube-proxy panicked there) and the idle sweep (--tcp-idle-timeout).
 // Nothing here runs per chunk: admission is one comparison per accepted connection, and idle
@@ -8,19 +8,6 @@ import { closeSync, openSync } from 'node:fs'
 import { devNull } from 'node:os'
 import type { Logger } from 'pino'
 import type { ServicePortRuntime } from './runtime.js'
-
-/** Per service: the most TCP connections each of its ports holds open ("0" or absent: no limit). */
-export const MAX_CONNECTIONS_ANNOTATION = 'svcproxy.io/max-connections'
-/** Highest value --max-connections and the annotation take. */
-export const MAX_CONNECTIONS_LIMIT = 10_000_000
-
-/** The annotation's value as a limit: 0 (none) when absent or not a number (the model refuses those). */
-export function maxConnectionsOf (annotations: Record<string, string>): number {
-  const v = annotations[MAX_CONNECTIONS_ANNOTATION]
-  if (v === undefined || !/^\d{1,8}$/.test(v)) return 0
-  const n = Number(v)
-  return n <= MAX_CONNECTIONS_LIMIT ? n : 0
-}
 
 /** One per proxy, shared by every frontend: what the limits need to count across service ports. */
 export class ConnectionLimits {

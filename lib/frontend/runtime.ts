@@ -3,9 +3,7 @@ import { type Algorithm, Balancer } from '../balancer/balancer.js'
 import { Backend } from '../balancer/backend.js'
 import type { Endpoint } from '../table/endpoints.js'
 import type { ServicePortState } from '../table/table.js'
-import { maxConnectionsOf } from './limits.js'
-
-export const LB_ANNOTATION = 'svcproxy.io/load-balancer'
+import { LOAD_BALANCER_ANNOTATION, maxConnectionsOf } from '../model/annotations.js'
 
 /**
  * The live side of one service port: its balancer, its endpoints (Backend objects kept
@@ -105,7 +103,7 @@ export class ServicePortRuntime {
 }
 
 function algorithmOf (state: ServicePortState, dflt: Algorithm): Algorithm {
-  const a = state.service.annotations[LB_ANNOTATION]
+  const a = state.service.annotations[LOAD_BALANCER_ANNOTATION]
   return a === 'random' || a === 'round-robin' ? a : dflt
 }
 

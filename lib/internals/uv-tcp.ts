@@ -1,4 +1,5 @@
 import { getSystemErrorName } from 'node:util'
+import { processBinding } from './binding.js'
 
 /**
  * Node's libuv TCP stream handles, reached without net.Socket (the `uv` TCP engine, tcp-uv.ts).
@@ -50,9 +51,14 @@ export interface UvTcpBinding {
   LAST_WRITE_WAS_ASYNC: number
 }
 
-/** libuv's end-of-stream code (UV_EOF) and two errnos the engine tests for. */
+/** libuv's end-of-stream code (UV_EOF) and an errno the engine tests for. */
 export const UV_EOF = -4095
 export const UV_ENOTCONN = -107
+/**
+ * What a stream handle's `shutdown()` returns when it finished at once, with no callback to
+ * come (node's StreamBase; net.Socket's _final tests for the same value).
+ */
+export const SHUTDOWN_DONE_AT_ONCE = 1
 
 /** 'ECONNREFUSED' for -111, and so on; a number libuv does not name is printed as it is. */
 export function uvErrorName (err: number): string {
@@ -64,22 +70,6 @@ export function uvErrorName (err: number): string {
 }
 
 type Ctor<T> = new (...args: number[]) => T
-
-/**
- * `process.binding(name)`, or null. Never called when deprecations are made to throw
- * (--throw-deprecation): under --pending-deprecation the warning would then be thrown later,
- * from a tick, and end the process; such a process gets the node engine instead.
- */
-export function processBinding (name: string): Record<string, unknown> | null {
-  const p = process as unknown as { binding?: (name: string) => unknown, throwDeprecation?: boolean }
-  if (typeof p.binding !== 'function' || p.throwDeprecation === true) return null
-  try {
-    const b = p.binding(name)
-    return typeof b === 'object' && b !== null ? b as Record<string, unknown> : null
-  } catch {
-    return null
-  }
-}
 
 function load (): UvTcpBinding | null {
   const tcp = processBinding('tcp_wrap')
@@ -116,8 +106,17 @@ function load (): UvTcpBinding | null {
   }
 }
 
-/** The bindings, or null when this Node does not offer them as expected. */
-export const uvTcp: UvTcpBinding | null = load()
+let loaded: UvTcpBinding | null | undefined
+
+/**
+ * The bindings, or null when this Node does not offer them as expected. Loaded on the first call
+ * (a proxy asking for the uv engine), never at import: merely importing svcproxy must not touch
+ * process.binding (under --pending-deprecation that prints DEP0111).
+ */
+export function uvTcp (): UvTcpBinding | null {
+  if (loaded === undefined) loaded = load()
+  return loaded
+}
 
 /**
  * What moves the bytes: 'uv' drives libuv handles directly (TCP: tcp-uv.ts; UDP: udp-handle.ts),
@@ -127,17 +126,5 @@ export type Engine = 'uv' | 'node'
 
 /** The engine a proxy asking for `wanted` gets on this Node. */
 export function engineFor (wanted: Engine): Engine {
-  return wanted === 'uv' && uvTcp !== null ? 'uv' : 'node'
-}
-
-interface ServerWithHandle { _handle?: { onconnection?: unknown } | null }
-
-/**
- * The listening handle of a net.Server, to take over its `onconnection` (accepted handles then
- * never become net.Sockets). Null when the server has none in the expected shape.
- */
-export function listenHandle (server: object): { onconnection: unknown } | null {
-  const h = (server as ServerWithHandle)._handle
-  if (h === null || h === undefined || typeof h.onconnection !== 'function') return null
-  return h as { onconnection: unknown }
+  return wanted === 'uv' && uvTcp() !== null ? 'uv' : 'node'
 }

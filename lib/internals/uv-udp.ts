@@ -1,5 +1,5 @@
 import type { Socket } from 'node:dgram'
-import { processBinding } from './uv-tcp.js'
+import { processBinding } from './binding.js'
 
 /**
  * The UDP fast path: a bound dgram socket's libuv handle (udp_wrap), for receiving and sending
@@ -40,10 +40,12 @@ function loadSendWrap (): SendReqCtor | null {
   }
 }
 
-const SendWrap = loadSendWrap()
+// Loaded on the first socket that asks (never at import: see uv-tcp.ts).
+let SendWrap: SendReqCtor | null | undefined
 
 /** The handle of a bound (or connected) dgram socket, or null where the fast path is not available. */
 export function udpHandleOf (sock: Socket): UvUdpHandle | null {
+  if (SendWrap === undefined) SendWrap = loadSendWrap()
   if (SendWrap === null) return null
   for (const sym of Object.getOwnPropertySymbols(sock)) {
     if (sym.description !== 'state symbol') continue

@@ -1,3 +1,4 @@
+import { MAX_CONNECTIONS_ANNOTATION, MAX_CONNECTIONS_LIMIT, SOURCE_RANGES_ANNOTATION, validMaxConnections } from './annotations.js'
 import { isCIDR, isIP } from './ip.js'
 import { readMeta } from './metadata.js'
 import { DNS1123_LABEL_HINT, DNS1123_SUBDOMAIN_HINT, IANA_SVC_NAME_HINT, isDNS1123Label, isDNS1123Subdomain, isIANASvcName } from './names.js'
@@ -7,11 +8,6 @@ import type { Service, ServicePort, ServiceType, TrafficPolicy } from './types.j
 const SERVICE_TYPES: readonly ServiceType[] = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName']
 const DEFAULT_AFFINITY_TIMEOUT = 10800
 const MAX_AFFINITY_TIMEOUT = 86400
-/** Same name and bound as lib/proxy/limits.ts, which reads the value (the model imports nothing from the proxy). */
-const MAX_CONNECTIONS_ANNOTATION = 'svcproxy.io/max-connections'
-const MAX_CONNECTIONS_VALUE = 10_000_000
-/** The cloud providers' spelling of loadBalancerSourceRanges, used when the field is empty. */
-const SOURCE_RANGES_ANNOTATION = 'service.beta.kubernetes.io/load-balancer-source-ranges'
 
 export function parseService (ctx: Ctx, raw: Raw): Service | undefined {
   const meta = readMeta(ctx, raw, 'dns1035')
@@ -83,8 +79,8 @@ export function parseService (ctx: Ctx, raw: Raw): Service | undefined {
 
   // svcproxy's own annotation with a number in it: refused when malformed, not silently ignored.
   const maxConn = meta.annotations[MAX_CONNECTIONS_ANNOTATION]
-  if (maxConn !== undefined && (!/^\d{1,8}$/.test(maxConn) || Number(maxConn) > MAX_CONNECTIONS_VALUE)) {
-    ctx.issue(`metadata.annotations["${MAX_CONNECTIONS_ANNOTATION}"]`, `expected an integer 0-${MAX_CONNECTIONS_VALUE} (0: no limit), got ${describe(maxConn)}`)
+  if (maxConn !== undefined && !validMaxConnections(maxConn)) {
+    ctx.issue(`metadata.annotations["${MAX_CONNECTIONS_ANNOTATION}"]`, `expected an integer 0-${MAX_CONNECTIONS_LIMIT} (0: no limit), got ${describe(maxConn)}`)
   }
 
   const service: Service = {

@@ -1,11 +1,13 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import { type DataPlaneContext, type Frontend, type FrontendSpec, type FrontendState, listenServer } from '../frontend/contract.js'
+import { acceptFailed, admit } from '../frontend/limits.js'
 import { type ServicePortRuntime, sourceAllowed } from '../frontend/runtime.js'
-import { acceptFailed, admit } from '../frontend/limits.js' // hardening (#8)
-import type { PairBase } from './pair.js'
+import { listenHandle } from '../internals/net-handles.js'
+import type { UvTcpHandle } from '../internals/uv-tcp.js'
+import { dialFailed } from './dial.js'
+import type { PairBase, PairHost } from './pair.js'
 import { acceptStream } from './stream-engine.js'
-import { acceptHandle } from './uv-engine.js'
-import { listenHandle, type UvTcpHandle } from '../internals/uv-tcp.js'
+import { acceptHandle, enableUvEngine } from './uv-engine.js'
 
 const kFrontend = Symbol('svcproxy.frontend')
 
@@ -14,10 +16,10 @@ interface ListenHandle { [kFrontend]: TcpFrontend, onconnection: unknown }
 
 /**
  * A TCP service port on one address: a listener whose accepted connections are each proxied
- * to an endpoint (a "pair"). The pairs' data path is the engine's (uv: tcp-uv.ts, node:
- * tcp-stream.ts); the listener, admission, idle sweep and endpoint removal are here.
+ * to an endpoint (a "pair"). The pairs' data path is the engine's (uv: uv-engine.ts, node:
+ * stream-engine.ts); the listener, admission, idle sweep and endpoint removal are here.
  */
-export class TcpFrontend implements Frontend {
+export class TcpFrontend implements Frontend, PairHost {
   readonly spec: FrontendSpec
   rt: ServicePortRuntime
   state: FrontendState = 'binding'
@@ -48,7 +50,7 @@ export class TcpFrontend implements Frontend {
     }
     this.boundPort = r.port
     // The uv engine takes accepted handles straight from the listening handle.
-    const lh = this.ctx.engine === 'uv' ? listenHandle(this.server) : null
+    const lh = this.ctx.engine === 'uv' && enableUvEngine() ? listenHandle(this.server) : null
     if (lh !== null) {
       (lh as ListenHandle)[kFrontend] = this
       lh.onconnection = onHandleConnection
@@ -73,8 +75,10 @@ export class TcpFrontend implements Frontend {
     return this.pairs.size
   }
 
-  // hardening (#8) begin: --tcp-idle-timeout, driven by the data plane's one sweep timer.
-  /** Closes established pairs whose client byte counts have not moved for `ticks` sweeps. */
+  /**
+   * --tcp-idle-timeout, driven by the data plane's one sweep timer: closes established pairs
+   * whose client byte counts have not moved for `ticks` sweeps.
+   */
   sweepIdle (ticks: number): void {
     for (const p of this.pairs) {
       if (!p.connected) continue
@@ -84,7 +88,6 @@ export class TcpFrontend implements Frontend {
       p.closeIdle()
     }
   }
-  // hardening (#8) end
 
   endpointsRemoved (keys: Set<string>): void {
     // Established TCP connections to a removed endpoint are left to finish, as kube-proxy did:
@@ -92,7 +95,7 @@ export class TcpFrontend implements Frontend {
     for (const p of this.pairs) {
       if (!p.connected && p.endpoint !== null && keys.has(p.endpoint.key)) {
         // A dial in progress to a vanished endpoint: move on to a live one.
-        p.dialGone()
+        dialFailed(p, 'endpoint removed')
       }
     }
   }
@@ -103,7 +106,6 @@ export class TcpFrontend implements Frontend {
     return this.spec.kind === 'loadBalancer' && this.rt.sourceRanges !== null
   }
 
-  // hardening (#8): admission and failed accepts, for both engines.
   /** True if a limit leaves room for one more connection (it is then counted as active). */
   admit (): boolean {
     return admit(this.ctx.limits, this.rt, this.ctx.logger)

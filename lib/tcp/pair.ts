@@ -1,22 +1,35 @@
 import type { Backend } from '../balancer/backend.js'
+import type { DataPlaneContext, FrontendSpec } from '../frontend/contract.js'
 import { type CloseReason, hostPort, observed } from '../frontend/events.js'
-import type { TcpFrontend } from './frontend.js'
 import type { ServicePortRuntime } from '../frontend/runtime.js'
 
 /**
- * kube-proxy's dial ladder: 4 attempts, each on the next endpoint, with growing timeouts.
- * Unlike kube-proxy the ladder runs per connection, off the accept path (kubernetes#12242).
+ * What a pair needs from the listener that accepted it (implemented by TcpFrontend), as UDP
+ * sessions have their SessionHost: the engines and the dial ladder see this, never the class.
  */
-export const DIAL_TIMEOUTS_MS = [250, 500, 1000, 2000] as const
+export interface PairHost {
+  readonly spec: FrontendSpec
+  readonly rt: ServicePortRuntime
+  readonly ctx: DataPlaneContext
+  /** The port actually bound: events name the frontend the client reached. */
+  readonly boundPort: number
+  readonly pairs: Set<PairBase>
+  /** loadBalancerSourceRanges apply at this address. */
+  readonly checksSource: boolean
+  /** True if the connection limits leave room for one more connection (it is then counted as active). */
+  admit (): boolean
+  /** An accept failed (EMFILE and the like): counted, logged once per episode. */
+  acceptError (code: string): void
+}
 
 /**
  * One proxied connection, as the frontend and the accounting see it, whichever engine moves
- * its bytes (tcp-uv.ts: libuv handles; tcp-stream.ts: net.Socket). The engine implements the
- * abstract part; the dial ladder's bookkeeping, the counters and the events live here, once.
+ * its bytes (uv-engine.ts: libuv handles; stream-engine.ts: net.Socket). The engine implements
+ * the abstract part; the dial ladder (dial.ts), the counters and the events are written once.
  */
 export abstract class PairBase {
   readonly id: number
-  readonly fe: TcpFrontend
+  readonly fe: PairHost
   readonly rt: ServicePortRuntime
   readonly start: number
   endpoint: Backend | null = null
@@ -25,15 +38,15 @@ export abstract class PairBase {
   reason: CloseReason | null = null
   connected = false
   finished = false
-  // hardening (#8): idle sweep state: byte count at the last sweep, sweeps since it moved.
+  /** Idle sweep state (--tcp-idle-timeout): byte count at the last sweep, sweeps since it moved. */
   idleBytes = -1
   idleTicks = 0
-  /** hardening (#8): endpoints this connection failed to dial; allocated on the first failure only. */
+  /** Endpoints this connection failed to dial; allocated on the first failure only. */
   tried: Backend[] | null = null
   private peerIP: string | null = null
   private peerPort = 0
 
-  constructor (id: number, fe: TcpFrontend) {
+  constructor (id: number, fe: PairHost) {
     this.id = id
     this.fe = fe
     this.rt = fe.rt
@@ -68,8 +81,12 @@ export abstract class PairBase {
   abstract abort (reason: CloseReason): void
   /** Closes a connection found idle by the sweep. */
   abstract closeIdle (): void
-  /** The endpoint being dialled was removed: move on to the next one. */
-  abstract dialGone (): void
+  /** Starts connecting to `b`; '' when under way, else why it failed at once. */
+  abstract connect (b: Backend): string
+  /** Drops the backend socket of a dial that failed or was given up on. */
+  abstract cancelDial (): void
+  /** The client went away while its dial was under way: nothing is left to retry for. */
+  abstract clientGone (): boolean
 }
 
 /**
@@ -108,20 +125,10 @@ export function noteDialFailed (p: PairBase, error: string): void {
   const b = p.endpoint
   const rt = p.rt
   rt.dialFailures++
-  if (b !== null) { b.dialFailures++; (p.tried ??= []).push(b) } // hardening (#8): tried
+  if (b !== null) { b.dialFailures++; (p.tried ??= []).push(b) }
   const ev = p.fe.ctx.events
   if (observed(ev, 'dialFailed')) ev.emit('dialFailed', { ...baseEvent(p), endpoint: b?.key ?? '', attempt: p.attempt, error })
   p.endpoint = null
-}
-
-/** After a failed dial: true if the ladder has another rung (dial again), false to give up. */
-export function nextRung (p: PairBase): boolean {
-  const rt = p.rt
-  if (rt.balancer.usesClientIP) rt.balancer.unpin(p.clientIP)
-  p.attempt++
-  if (p.attempt >= DIAL_TIMEOUTS_MS.length) return false
-  rt.dialRetries++
-  return true
 }
 
 /** Both sides are closed: release the connection's counts and report it. */
@@ -129,7 +136,7 @@ export function notePairFinished (p: PairBase): void {
   if (p.finished) return
   p.finished = true
   if (p.timer !== null) { clearTimeout(p.timer); p.timer = null }
-  p.fe.ctx.limits.active-- // hardening (#8): admitted on accept
+  p.fe.ctx.limits.active-- // admitted on accept
   const rt = p.rt
   rt.active--
   rt.serviceConnections.active--

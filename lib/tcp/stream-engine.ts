@@ -1,14 +1,15 @@
 import { connect, type Socket } from 'node:net'
+import type { Backend } from '../balancer/backend.js'
 import type { CloseReason } from '../frontend/events.js'
-import { acceptFailed } from '../frontend/limits.js' // hardening (#8)
-import { adoptAccepted, type BufferedSocket, connectBuffered, reclaim, relay, releaseReadBuffer } from './read-buffers.js'
-import { DIAL_TIMEOUTS_MS, nextRung, noteAccepted, noteConnected, noteDialFailed, notePairFinished, PairBase, pickEndpoint } from './pair.js'
-import type { TcpFrontend } from './frontend.js'
+import { acceptFailed } from '../frontend/limits.js'
+import { dial, dialFailed } from './dial.js'
+import { noteAccepted, noteConnected, notePairFinished, PairBase, type PairHost } from './pair.js'
+import { adoptAccepted, type BufferedSocket, connectBuffered, reclaim, relay, releaseReadBuffer } from './stream-reads.js'
 
 /**
  * TCP in the `node` engine: the data path on net.Socket streams. The fallback when Node's libuv
  * handles are not reachable (uv.ts), and `engine: 'node'`. With `pooledReads` (the default)
- * both sockets read into pooled buffers (read-buffers.ts); otherwise through 'data' events.
+ * both sockets read into pooled buffers (stream-reads.ts); otherwise through 'data' events.
  */
 
 const kPair = Symbol('svcproxy.pair')
@@ -20,12 +21,12 @@ interface PairSocket extends BufferedSocket { [kPair]: StreamPair }
 class StreamPair extends PairBase {
   readonly client: PairSocket
   backend: PairSocket | null = null
-  /** Both sockets read into pooled buffers (read-buffers.ts). */
+  /** Both sockets read into pooled buffers (stream-reads.ts). */
   pooled = false
   clientClosed = false
   backendClosed = true
 
-  constructor (id: number, client: PairSocket, fe: TcpFrontend) {
+  constructor (id: number, client: PairSocket, fe: PairHost) {
     super(id, fe)
     this.client = client
   }
@@ -38,7 +39,19 @@ class StreamPair extends PairBase {
   bytesOut (): number { return this.client.bytesWritten }
   queued (): number { return this.client.writableLength + (this.backend?.writableLength ?? 0) }
   abort (reason: CloseReason): void { abort(this, reason) }
-  dialGone (): void { dialFailed(this, 'endpoint removed') }
+  connect (b: Backend): string { connectBackend(this, b); return '' } // failures arrive as 'error'
+  clientGone (): boolean { return this.clientClosed }
+
+  cancelDial (): void {
+    const s = this.backend
+    if (s === null) return
+    // Detach first: the failed socket's own close must not end the pair.
+    s.removeListener('close', onBackendClose)
+    s.removeListener('connect', onBackendConnect)
+    s.destroy()
+    this.backend = null
+    this.backendClosed = true
+  }
 
   closeIdle (): void {
     if (this.reason === null) this.reason = 'idle-timeout'
@@ -47,11 +60,11 @@ class StreamPair extends PairBase {
   }
 }
 
-function ignore (): void {} // hardening (#8): a rejected socket's late errors
+function ignore (): void {} // a rejected socket's late errors
 
 /** A connection accepted by the frontend's net.Server ('connection'). */
-export function acceptStream (fe: TcpFrontend, sock: Socket, admitted: boolean): void {
-  // hardening (#8): over --max-connections or the service's limit: reset at once, counted.
+export function acceptStream (fe: PairHost, sock: Socket, admitted: boolean): void {
+  // Outside loadBalancerSourceRanges, or over --max-connections or the service's limit: reset at once, counted.
   if (!admitted) { sock.on('error', ignore); sock.resetAndDestroy(); return }
   const client = ((fe.ctx.pooledReads ? adoptAccepted(sock, onClientRead) : null) ?? sock) as PairSocket
   const pair = new StreamPair(fe.ctx.nextConnectionId(), client, fe)
@@ -63,13 +76,7 @@ export function acceptStream (fe: TcpFrontend, sock: Socket, admitted: boolean):
   dial(pair)
 }
 
-function dial (p: StreamPair): void {
-  const b = pickEndpoint(p)
-  if (b === undefined) {
-    abort(p, p.attempt === 0 ? 'no-endpoints' : 'dial-failed')
-    return
-  }
-  p.endpoint = b
+function connectBackend (p: StreamPair, b: Backend): void {
   const s = (p.pooled ? connectBuffered(b.ip, b.port, onBackendRead) : connect({ host: b.ip, port: b.port, allowHalfOpen: true, noDelay: true })) as PairSocket
   s[kPair] = p
   p.backend = s
@@ -77,28 +84,6 @@ function dial (p: StreamPair): void {
   s.on('connect', onBackendConnect)
   s.on('error', onBackendError)
   s.on('close', onBackendClose)
-  p.timer = setTimeout(onDialTimeout, DIAL_TIMEOUTS_MS[p.attempt] ?? 2000, p)
-}
-
-function onDialTimeout (p: StreamPair): void {
-  p.timer = null
-  if (!p.connected) dialFailed(p, 'dial timeout')
-}
-
-function dialFailed (p: StreamPair, error: string): void {
-  const s = p.backend
-  if (s !== null) {
-    // Detach first: the failed socket's own close must not end the pair.
-    s.removeListener('close', onBackendClose)
-    s.removeListener('connect', onBackendConnect)
-    s.destroy()
-    p.backend = null
-    p.backendClosed = true
-  }
-  noteDialFailed(p, error)
-  if (p.clientClosed) { notePairFinished(p); return }
-  if (nextRung(p)) dial(p)
-  else abort(p, 'dial-failed')
 }
 
 function onBackendConnect (this: PairSocket): void {
@@ -138,7 +123,7 @@ function onBackendData (this: PairSocket, chunk: Buffer): void {
   if (!p.client.write(chunk)) this.pause()
 }
 
-// Pooled reads: the same, through net's `onread` (see read-buffers.ts); returning false stops
+// Pooled reads: the same, through net's `onread` (see stream-reads.ts); returning false stops
 // reading until the other side drains.
 function onClientRead (this: BufferedSocket, n: number, buf: Buffer): boolean {
   const p = (this as PairSocket)[kPair]
@@ -190,7 +175,7 @@ function onClientError (this: PairSocket): void {
 function onBackendError (this: PairSocket, err: NodeJS.ErrnoException): void {
   const p = this[kPair]
   if (!p.connected) {
-    // hardening (#8): no descriptor for the backend socket: the same episode as a failed accept.
+    // No descriptor for the backend socket: the same episode as a failed accept.
     if (err.code === 'EMFILE' || err.code === 'ENFILE') acceptFailed(p.fe.ctx.limits, p.fe.ctx.logger, p.rt.id, err.code)
     dialFailed(p, err.message)
     return

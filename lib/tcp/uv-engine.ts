@@ -1,13 +1,14 @@
+import type { Backend } from '../balancer/backend.js'
 import type { CloseReason } from '../frontend/events.js'
-import { acceptFailed } from '../frontend/limits.js' // hardening (#8)
-import { LARGE_READ, SMALL_READ, giveReadBuffer, takeReadBuffer } from './read-buffers.js'
-import { DIAL_TIMEOUTS_MS, nextRung, noteAccepted, noteConnected, noteDialFailed, notePairFinished, PairBase, pickEndpoint } from './pair.js'
+import { acceptFailed } from '../frontend/limits.js'
 import { sourceAllowed } from '../frontend/runtime.js'
-import type { TcpFrontend } from './frontend.js'
-import { UV_ENOTCONN, UV_EOF, type UvConnectReq, type UvShutdownReq, type UvTcpBinding, type UvTcpHandle, uvErrorName, uvTcp, type UvWriteReq } from '../internals/uv-tcp.js'
+import { SHUTDOWN_DONE_AT_ONCE, UV_ENOTCONN, UV_EOF, type UvConnectReq, type UvShutdownReq, type UvTcpBinding, type UvTcpHandle, uvErrorName, uvTcp, type UvWriteReq } from '../internals/uv-tcp.js'
+import { giveReadBuffer, LARGE_READ, SMALL_READ, takeReadBuffer } from './buffer-pool.js'
+import { dial, dialFailed } from './dial.js'
+import { noteAccepted, noteConnected, notePairFinished, PairBase, type PairHost } from './pair.js'
 
 /**
- * TCP in the `uv` engine (the default): the data path on libuv handles (uv.ts), no net.Socket.
+ * TCP in the `uv` engine (the default): the data path on libuv handles (internals/uv-tcp.ts), no net.Socket.
  *
  * Per connection: one UvPair, two Sides, the two handles and their requests; reads go into
  * pooled buffers. A chunk read from one side is written to the other at once, from the read
@@ -25,8 +26,17 @@ type WriteReq = UvWriteReq & { [kSide]: Side }
 type ShutdownReq = UvShutdownReq & { [kSide]: Side }
 type ConnectReq = UvConnectReq & { [kSide]: Side }
 
-// This engine is only chosen when the bindings loaded (tcp.ts).
-const uv = uvTcp as UvTcpBinding
+// Set by enableUvEngine() when a frontend of a proxy running this engine starts listening, so
+// the hot path reads a module variable instead of asking for the bindings.
+let uv: UvTcpBinding
+
+/** Makes the bindings available to this engine; false when this Node lacks them (the node engine is then used). */
+export function enableUvEngine (): boolean {
+  const b = uvTcp()
+  if (b === null) return false
+  uv = b
+  return true
+}
 
 /** One socket of a pair. */
 class Side {
@@ -63,7 +73,7 @@ class UvPair extends PairBase {
   readonly client: Side
   backend: Side | null = null
 
-  constructor (id: number, h: UvTcpHandle, fe: TcpFrontend) {
+  constructor (id: number, h: UvTcpHandle, fe: PairHost) {
     super(id, fe)
     this.client = new Side(this, h, true)
   }
@@ -76,7 +86,15 @@ class UvPair extends PairBase {
   bytesOut (): number { return this.backend?.bytesRead ?? 0 }
   queued (): number { return queuedOn(this.client) + (this.backend === null ? 0 : queuedOn(this.backend)) }
   abort (reason: CloseReason): void { abort(this, reason) }
-  dialGone (): void { dialFailed(this, 'endpoint removed') }
+  connect (b: Backend): string { return connect(this, b) }
+  clientGone (): boolean { return false } // the client is not read from until the backend answers
+
+  cancelDial (): void {
+    const s = this.backend
+    if (s === null) return
+    closeSide(s, false) // a connect still pending is cancelled; its callback is then ignored
+    this.backend = null
+  }
 
   closeIdle (): void {
     if (this.reason === null) this.reason = 'idle-timeout'
@@ -100,13 +118,13 @@ function queuedOn (s: Side): number {
  * A connection accepted on the frontend's listening handle (its `onconnection`). `err` is a
  * failed accept (EMFILE and the like); the listener goes on.
  */
-export function acceptHandle (fe: TcpFrontend, err: number, h: UvTcpHandle | undefined): void {
+export function acceptHandle (fe: PairHost, err: number, h: UvTcpHandle | undefined): void {
   if (err !== 0 || h === undefined) {
     fe.acceptError(uvErrorName(err))
     return
   }
-  // A client outside loadBalancerSourceRanges, or (hardening #8) over --max-connections or the
-  // service's limit: reset at once, counted.
+  // A client outside loadBalancerSourceRanges, or over --max-connections or the service's
+  // limit: reset at once, counted.
   if ((fe.checksSource && !sourceAllowed(fe.rt, peerOf(h).address)) || !fe.admit()) { if (h.reset() !== 0) h.close(); return }
   h.setNoDelay(true)
   const p = new UvPair(fe.ctx.nextConnectionId(), h, fe)
@@ -114,13 +132,7 @@ export function acceptHandle (fe: TcpFrontend, err: number, h: UvTcpHandle | und
   dial(p)
 }
 
-function dial (p: UvPair): void {
-  const b = pickEndpoint(p)
-  if (b === undefined) {
-    abort(p, p.attempt === 0 ? 'no-endpoints' : 'dial-failed')
-    return
-  }
-  p.endpoint = b
+function connect (p: UvPair, b: Backend): string {
   const h = uv.newSocket()
   h.setNoDelay(true) // applied when connect creates the socket
   const s = new Side(p, h, false)
@@ -131,31 +143,11 @@ function dial (p: UvPair): void {
   req.oncomplete = onConnect
   req[kSide] = s
   const err = b.ip.includes(':') ? h.connect6(req, b.ip, b.port) : h.connect(req, b.ip, b.port)
-  if (err !== 0) {
-    // hardening (#8): no descriptor for the backend socket: the same episode as a failed accept.
-    const code = uvErrorName(err)
-    if (code === 'EMFILE' || code === 'ENFILE') acceptFailed(p.fe.ctx.limits, p.fe.ctx.logger, p.rt.id, code)
-    dialFailed(p, `connect ${code} ${b.ip}:${b.port}`)
-    return
-  }
-  p.timer = setTimeout(onDialTimeout, DIAL_TIMEOUTS_MS[p.attempt] ?? 2000, p)
-}
-
-function onDialTimeout (p: UvPair): void {
-  p.timer = null
-  if (!p.connected) dialFailed(p, 'dial timeout')
-}
-
-function dialFailed (p: UvPair, error: string): void {
-  if (p.finished) return
-  const s = p.backend
-  if (s !== null) {
-    closeSide(s, false) // a connect still pending is cancelled; its callback is then ignored
-    p.backend = null
-  }
-  noteDialFailed(p, error)
-  if (nextRung(p)) dial(p)
-  else abort(p, 'dial-failed')
+  if (err === 0) return ''
+  // No descriptor for the backend socket: the same episode as a failed accept.
+  const code = uvErrorName(err)
+  if (code === 'EMFILE' || code === 'ENFILE') acceptFailed(p.fe.ctx.limits, p.fe.ctx.logger, p.rt.id, code)
+  return `connect ${code} ${b.ip}:${b.port}`
 }
 
 function onConnect (this: ConnectReq, status: number): void {
@@ -280,7 +272,7 @@ function endRead (s: Side): void {
   req[kSide] = dst
   const err = dst.h.shutdown(req)
   if (err === 0) return
-  if (err === UV_ENOTCONN || err === 1) { dst.writeEnded = true; maybeDone(s.pair); return }
+  if (err === UV_ENOTCONN || err === SHUTDOWN_DONE_AT_ONCE) { dst.writeEnded = true; maybeDone(s.pair); return }
   sideFailed(dst)
 }
 

@@ -1,28 +1,21 @@
 import { connect, Socket, type NetConnectOpts, type SocketConstructorOpts } from 'node:net'
+import { detachHandle } from '../internals/net-handles.js'
+import { giveReadBuffer, LARGE_READ, SMALL_READ, takeReadBuffer } from './buffer-pool.js'
 
 /**
- * Pooled read buffers for the TCP data path (net.Socket `onread`).
+ * Pooled reads for the node engine's net.Socket data path (net's `onread` option).
  *
  * By default Node allocates a fresh 64 KiB ArrayBuffer for every read. At bulk rates that
  * external memory churn starts full (Mark-Compact) GCs once the heap is not tiny (see
  * docs/performance.md), and every chunk goes through Readable.push/maybeReadMore. With `onread`
- * a socket reads into a buffer we own; the chunk is written straight to the other socket.
+ * a socket reads into a buffer from the pool (buffer-pool.ts); the chunk is written straight to
+ * the other socket.
  *
  * The rule that keeps data intact: a buffer is read into again only if the write that carried
  * its bytes completed synchronously (the peer's `writableLength` is 0 right after `write()`).
  * Otherwise the buffer is *parked* (libuv still points at it) and the next read gets another
  * one; a parked buffer returns to the pool when the peer drains.
- *
- * Size adapts per socket, as nginx and HAProxy size theirs: SMALL while reads are small (an idle
- * pair holds 2 × SMALL), LARGE after a read fills a SMALL buffer, back to SMALL after a short read.
  */
-export const SMALL_READ = 8 * 1024
-export const LARGE_READ = 64 * 1024
-const SMALL_POOL_MAX = 1024
-const LARGE_POOL_MAX = 256
-
-const smallPool: Buffer[] = []
-const largePool: Buffer[] = []
 
 export const kReadBuf = Symbol('svcproxy.readBuf')
 const kNextSize = Symbol('svcproxy.nextReadSize')
@@ -35,17 +28,6 @@ export interface BufferedSocket extends Socket {
 }
 
 export type ReadCallback = (this: BufferedSocket, nread: number, buf: Buffer) => boolean
-
-/** A read buffer of `size` (SMALL_READ or LARGE_READ) from the pool, or a new one. */
-export function takeReadBuffer (size: number): Buffer {
-  const b = size === LARGE_READ ? largePool.pop() : smallPool.pop()
-  return b ?? Buffer.allocUnsafeSlow(size)
-}
-
-/** Returns a read buffer nothing points into any more. */
-export function giveReadBuffer (b: Buffer): void {
-  if (b.length === LARGE_READ) { if (largePool.length < LARGE_POOL_MAX) largePool.push(b) } else if (b.length === SMALL_READ && smallPool.length < SMALL_POOL_MAX) smallPool.push(b)
-}
 
 // Node calls the `onread.buffer` generator without a receiver: at socket init, and right after
 // each read callback. The callback records its socket here so the generator knows whose turn it is.
@@ -127,18 +109,15 @@ export function releaseReadBuffer (s: BufferedSocket): void {
   s[kParked] = null
 }
 
-interface WithHandle { _handle: unknown }
-
 /**
  * Re-wraps an accepted socket so it reads into pooled buffers: net.Server has no `onread`
  * option. Requires the server's `pauseOnConnect` (the handle has not started reading).
- * Relies on the socket's `_handle` field; returns null when it is not there (a future Node),
- * and the caller keeps the socket as it is.
+ * Takes the socket's handle (internals/net-handles.ts); returns null when it is not there (a
+ * future Node), and the caller keeps the socket as it is.
  */
 export function adoptAccepted (sock: Socket, callback: ReadCallback): BufferedSocket | null {
-  const h = (sock as unknown as WithHandle)._handle
-  if (h === null || typeof h !== 'object') return null
-  ;(sock as unknown as WithHandle)._handle = null
+  const h = detachHandle(sock)
+  if (h === null) return null
   sock.destroy() // settles the server's connection count; the handle lives on in the new socket
   current = null
   const opts = { handle: h, allowHalfOpen: true, pauseOnCreate: true, onread: { buffer: nextReadBuffer, callback } }
@@ -150,9 +129,4 @@ export function connectBuffered (host: string, port: number, callback: ReadCallb
   current = null
   const opts = { host, port, allowHalfOpen: true, noDelay: true, onread: { buffer: nextReadBuffer, callback } }
   return init(connect(opts as unknown as NetConnectOpts) as BufferedSocket)
-}
-
-/** Pool occupancy (tests and metrics). */
-export function readBufferPool (): { small: number, large: number } {
-  return { small: smallPool.length, large: largePool.length }
 }
