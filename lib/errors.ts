@@ -1,8 +1,8 @@
 // Errors carry a stable `code` so callers (and tests) branch on it, never on text.
 
 export class SvcproxyError extends Error {
-  readonly code: string
-  constructor (code: string, message: string, options?: { cause?: unknown }) {
+  readonly code: ErrorCode
+  constructor (code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.name = new.target.name
     this.code = code
@@ -73,3 +73,37 @@ export class StoreError extends SvcproxyError {
     super(code, message, options)
   }
 }
+
+/** An admin address could not be bound (in use, not local, no permission). */
+export class AdminListenError extends SvcproxyError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('SVCPROXY_LISTEN', message, options)
+  }
+}
+
+/** The daemon's admin endpoint did not answer (not running, wrong address, not svcproxy). */
+export class UnreachableError extends SvcproxyError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('SVCPROXY_UNREACHABLE', message, options)
+  }
+}
+
+/**
+ * Every code an SvcproxyError can carry, with the class that raises it. The constructor takes
+ * only these, so a new code starts here; docs/errors.md says what each means to the user and
+ * test/registries.test.ts fails when the two lists differ.
+ */
+export const ERROR_CODES = {
+  SVCPROXY_CONFIG: { class: 'ConfigError', meaning: 'a flag, option or value is malformed or missing (the CLI exits 2)' },
+  SVCPROXY_FILE: { class: 'FileError', meaning: 'a file could not be read: missing, unreadable, a directory or over 64 MiB' },
+  SVCPROXY_INVALID: { class: 'ValidationError', meaning: 'a document or write was rejected whole; `issues` lists every problem' },
+  SVCPROXY_NOT_FOUND: { class: 'NotFoundError', meaning: 'the service or port the caller named does not exist or is not listening' },
+  SVCPROXY_CLOSED: { class: 'ClosedError', meaning: 'the proxy was closed; no further write is possible' },
+  SVCPROXY_STORE_UNAVAILABLE: { class: 'StoreError', meaning: 'the Redis store cannot be reached (or refused the login), or no URL was given' },
+  SVCPROXY_STORE_CONFLICT: { class: 'StoreError', meaning: 'a store write lost the race to other writers on every attempt' },
+  SVCPROXY_STORE_CORRUPT: { class: 'StoreError', meaning: 'a store key holds something svcproxy did not write' },
+  SVCPROXY_LISTEN: { class: 'AdminListenError', meaning: 'an admin address (--healthz-bind-address, --metrics-bind-address) could not be bound' },
+  SVCPROXY_UNREACHABLE: { class: 'UnreachableError', meaning: '`svcproxy status` found no svcproxy answering at the admin address' },
+} as const satisfies Record<`SVCPROXY_${string}`, { class: string, meaning: string }>
+
+export type ErrorCode = keyof typeof ERROR_CODES

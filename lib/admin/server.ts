@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { isIPv6 } from 'node:net'
 import pino, { type Logger } from 'pino'
-import { ConfigError, SvcproxyError } from '../errors.js'
+import { AdminListenError, ConfigError } from '../errors.js'
 import type { ServiceProxy } from '../api/service-proxy.js'
 import { apiHealth, type SourceHealth } from '../sources/health.js'
 import { attachAccessLog } from './access-log.js'
@@ -13,13 +13,6 @@ import { type EndpointRow, serializeEndpoints, serializeHealthz, serializeServic
 
 export const DEFAULT_HEALTHZ_BIND_ADDRESS = '127.0.0.1:10256'
 export const DEFAULT_METRICS_BIND_ADDRESS = '127.0.0.1:10249'
-
-/** An admin address could not be bound (in use, not local, no permission). */
-export class AdminListenError extends SvcproxyError {
-  constructor (message: string, options?: { cause?: unknown }) {
-    super('SVCPROXY_LISTEN', message, options)
-  }
-}
 
 export interface BindAddress { host: string, port: number }
 

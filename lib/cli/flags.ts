@@ -6,7 +6,7 @@ type OptionSpec = NonNullable<ParseArgsConfig['options']>[string] & { help: stri
 /**
  * Every flag of every command, named as kube-proxy names it where the concept is the same.
  * `commands` says which commands take the flag; --help prints from this table, so the help
- * text cannot drift from what is parsed.
+ * text cannot drift from what is parsed, and test/registries.test.ts holds docs/cli.md to it.
  */
 export const FLAGS: Record<string, OptionSpec & { commands: string[] }> = {
   config: { type: 'string', arg: 'FILE', help: 'Manifest file to serve and watch (Service/Endpoints/EndpointSlice/Pod JSON, kubectl -o json output).', commands: ['run'] },

@@ -1,15 +1,8 @@
-import { SvcproxyError } from '../errors.js'
+import { UnreachableError } from '../errors.js'
 import type { FrontendStatus, ServicePortStatus } from '../api/service-proxy.js'
 import { parseBindAddress } from '../admin/server.js'
 import type { ServicesDoc } from '../admin/serialize.js'
 import { type FlagValues, str } from './flags.js'
-
-/** The daemon's admin endpoint did not answer (not running, wrong address, not svcproxy). */
-export class UnreachableError extends SvcproxyError {
-  constructor (message: string, options?: { cause?: unknown }) {
-    super('SVCPROXY_UNREACHABLE', message, options)
-  }
-}
 
 /** Where the daemon's /v1 API is: --server, else the --metrics-bind-address it was started with. */
 export function statusBaseUrl (values: FlagValues): string {
