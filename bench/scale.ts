@@ -11,7 +11,8 @@ import { connect, createServer, type Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
-import { createProxy, Table } from '../lib/index.js'
+import { createProxy } from '../lib/index.js'
+import { Table } from '../lib/table/table.js'
 
 interface Msg { type: string, [k: string]: unknown }
 

@@ -1,40 +1,53 @@
-export { createProxy, ServiceProxy, DEFAULT_UDP_TIMEOUT_MS, DEFAULT_UDP_MAX_SESSIONS } from './api/service-proxy.js'
-export type { ProxyOptions, ApplyResult, ServicePortStatus, FrontendStatus, EndpointStatus } from './api/service-proxy.js'
-export type { ProxyEventMap, ConnectionEvent, EndpointEvent, DialFailedEvent, CloseEvent, CloseReason } from './frontend/events.js'
+// svcproxy's public API: every name here is documented in docs/api.md (test/api.test.ts holds
+// the two together). Anything else under lib/ is internal and may change without notice.
+
+// The proxy
+export { createProxy, ServiceProxy } from './api/service-proxy.js'
+export type { ApplyResult, ServicePortStatus, FrontendStatus, EndpointStatus } from './api/service-proxy.js'
+export type { ProxyOptions } from './api/options.js'
 export type { FrontendKind, FrontendState } from './frontend/contract.js'
-export { DIAL_TIMEOUTS_MS } from './tcp/pair.js'
-export { Table, DEFAULT_CLUSTER_IP_RANGE, DEFAULT_NODE_PORT_RANGE } from './table/table.js'
-export type { ServicePortState } from './table/table.js'
-export { parseRef } from './table/refs.js'
-export type { ObjectRef } from './table/refs.js'
-export { Backend } from './balancer/backend.js'
-export { Balancer } from './balancer/balancer.js'
 export type { Algorithm } from './balancer/balancer.js'
-export * from './model/types.js'
+export type { Engine } from './internals/uv-tcp.js'
+export { DEFAULTS } from './defaults.js'
+export { DIAL_TIMEOUTS_MS } from './tcp/dial.js'
+
+// Its events
+export type { ProxyEventMap, ConnectionEvent, EndpointEvent, DialFailedEvent, CloseEvent } from './frontend/events.js'
+export { CLOSE_REASONS, DROP_REASONS } from './frontend/reasons.js'
+export type { CloseReason, DropReason } from './frontend/reasons.js'
+
+// Manifests: Kubernetes objects as svcproxy reads them
 export { parseDocument, parseObjects, readDocumentFile } from './model/document.js'
 export type { ParsedDocument } from './model/document.js'
-export { SvcproxyError, ValidationError, ConfigError, FileError, NotFoundError, ClosedError, AdminListenError, UnreachableError, formatIssue } from './errors.js'
-export type { ValidationIssue } from './errors.js'
+export type {
+  KubeObject, ObjectKind, Service, ServicePort, ServiceType, TrafficPolicy, Protocol,
+  Endpoints, EndpointSubset, EndpointAddress, EndpointPort,
+  EndpointSlice, SliceEndpoint, SliceEndpointConditions, Pod, ContainerPort,
+} from './model/types.js'
+export { parseRef } from './table/refs.js'
+export type { ObjectRef } from './table/refs.js'
 export { parseDuration } from './util/duration.js'
+
+// Errors
+export {
+  SvcproxyError, ValidationError, ConfigError, FileError, NotFoundError, ClosedError, StoreError,
+  AdminListenError, UnreachableError, ERROR_CODES, formatIssue,
+} from './errors.js'
+export type { ValidationIssue, ErrorCode } from './errors.js'
+
+// Sources: where the desired state comes from
 export { watchConfigFile } from './sources/file.js'
 export type { FileSource, FileSourceOptions } from './sources/file.js'
-export { createAdminServer, parseBindAddress, DEFAULT_HEALTHZ_BIND_ADDRESS, DEFAULT_METRICS_BIND_ADDRESS } from './admin/server.js'
-export type { AdminServer, AdminServerOptions, BindAddress } from './admin/server.js'
-export { renderMetrics } from './admin/collect.js'
-export { Exposition, labels, escapeLabelValue, EXPOSITION_CONTENT_TYPE } from './admin/metrics.js'
-export type { MetricType } from './admin/metrics.js'
-export { Histogram, exponentialBuckets } from './util/histogram.js'
-export { SyncStats, SYNC_DURATION_BUCKETS } from './api/sync-stats.js'
-export { healthz, readyz } from './admin/health.js'
-export type { HealthzBody } from './admin/health.js'
-export type { ServicesDoc, EndpointsDoc, EndpointRow } from './admin/serialize.js'
-export { attachAccessLog } from './admin/access-log.js'
-export { renderStatus } from './cli/status.js'
-export { apiHealth } from './sources/health.js'
+export { watchRedis } from './sources/redis/source.js'
+export type { RedisSource, RedisSourceOptions, RedisSourceStats, AppliedEvent } from './sources/redis/types.js'
 export type { SourceHealth } from './sources/health.js'
+
+// The Redis store's writer side
 export { RedisStore, createStore } from './store/store.js'
 export type { StoreOptions, StoreWriteResult, StoreSnapshot, ChangeAction } from './store/store.js'
-export { DEFAULT_PREFIX as REDIS_DEFAULT_PREFIX, storeKeys } from './store/schema.js'
-export { watchRedis, DEFAULT_SYNC_PERIOD_MS } from './sources/redis/source.js'
-export type { RedisSource, RedisSourceOptions, RedisSourceStats, AppliedEvent } from './sources/redis/types.js'
-export { StoreError } from './errors.js'
+
+// Operations
+export { createAdminServer } from './admin/server.js'
+export type { AdminServer, AdminServerOptions } from './admin/server.js'
+export type { ServicesDoc, EndpointsDoc, EndpointRow } from './admin/serialize.js'
+export { attachAccessLog } from './admin/access-log.js'

@@ -8,8 +8,9 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import {
   type DialFailedEvent, type KubeObject, type ServiceProxy,
-  Table, ValidationError, parseObjects, readDocumentFile,
+  ValidationError, parseObjects, readDocumentFile,
 } from '../lib/index.js'
+import { Table } from '../lib/table/table.js'
 import { fetchAll, listen, testProxy, udpClient, udpServer } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))

@@ -1,64 +1,21 @@
 import { EventEmitter } from 'node:events'
-import { networkInterfaces, hostname as osHostname } from 'node:os'
-import pino, { type Logger } from 'pino'
+import { networkInterfaces } from 'node:os'
+import type { Logger } from 'pino'
 import { Backend } from '../balancer/backend.js'
 import type { Algorithm } from '../balancer/balancer.js'
-import { ClosedError, ConfigError, NotFoundError } from '../errors.js'
+import { ClosedError, NotFoundError } from '../errors.js'
 import { parseObjects } from '../model/document.js'
 import type { KubeObject, ObjectKind } from '../model/types.js'
+import { type ProxyOptions, resolveOptions } from './options.js'
 import { SyncStats } from './sync-stats.js'
 import { DataPlane } from '../dataplane/dataplane.js'
 import type { ProxyEventMap } from '../frontend/events.js'
 import type { FrontendKind, FrontendState } from '../frontend/contract.js'
 import { ConnectionLimits } from '../frontend/limits.js'
-import { MAX_CONNECTIONS_LIMIT } from '../model/annotations.js'
 import { type Engine, engineFor } from '../internals/uv-tcp.js'
 import { cidrContains, parseCidr } from '../model/ip.js'
 import { type ObjectRef, parseRef } from '../table/refs.js'
 import { Table } from '../table/table.js'
-
-export interface ProxyOptions {
-  /** pino logger; silent when omitted (embedded use). */
-  logger?: Logger
-  /** Bind every listener on port 0 (the kernel picks): many proxies in one test process. */
-  ephemeralPorts?: boolean
-  /** --service-cluster-ip-range, default 127.96.0.0/16 (loopback: works without privileges). */
-  serviceClusterIPRange?: string
-  /** --service-node-port-range, default 30000-32767. */
-  serviceNodePortRange?: string
-  /** Default algorithm; per service the annotation svcproxy.io/load-balancer wins. */
-  loadBalancer?: Algorithm
-  /** --hostname-override: this node's name for traffic policy Local. */
-  hostname?: string
-  /** --bind-address: where NodePorts listen when no --nodeport-addresses is given (default 0.0.0.0). */
-  bindAddress?: string
-  /** --nodeport-addresses: CIDRs; NodePorts listen on each local address inside them. */
-  nodePortAddresses?: string[]
-  /** --udp-timeout in ms. */
-  udpTimeoutMs?: number
-  /** --udp-max-sessions per service port. */
-  udpMaxSessions?: number
-  /**
-   * --engine: what moves the bytes. 'uv' (default): libuv's TCP and UDP handles driven directly,
-   * no net.Socket per connection and no dgram event per datagram (through process.binding;
-   * where this Node does not offer it, 'node' is used and `engine` on the proxy says so).
-   * 'node': Node's documented socket APIs, net.Socket and dgram. See docs/performance.md.
-   */
-  engine?: Engine
-  /**
-   * With the 'node' engine: TCP reads into pooled, size-adapting buffers instead of a fresh 64 KiB
-   * Buffer per read (default true). false falls back to Node's ordinary 'data' events.
-   */
-  pooledReads?: boolean
-  /**
-   * --max-connections: TCP connections open at once across every service port; beyond it a new
-   * connection is reset at once and counted. 0 or absent: no limit. Per service: annotation
-   * svcproxy.io/max-connections (all its ports together).
-   */
-  maxConnections?: number
-  /** --tcp-idle-timeout in ms: established TCP connections with no bytes either way this long are closed. 0 or absent: off (kube-proxy's default). */
-  tcpIdleTimeoutMs?: number
-}
 
 export interface ApplyResult {
   /** Table revision after the write. */
@@ -109,9 +66,6 @@ export interface ServicePortStatus {
   bytesDown: number
 }
 
-export const DEFAULT_UDP_TIMEOUT_MS = 30_000
-export const DEFAULT_UDP_MAX_SESSIONS = 10_000
-
 /**
  * An embedded svcproxy: a table of desired state and the sockets serving it.
  * Writes are serialized; each resolves once the data path serves the new state.
@@ -132,41 +86,31 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
   private closed = false
   private readonly nodePortCidrs: ReturnType<typeof parseCidr>[] | null
 
-  constructor (opts: ProxyOptions = {}) {
+  constructor (options: ProxyOptions = {}) {
     super()
-    this.logger = opts.logger ?? pino({ level: 'silent' })
+    const opts = resolveOptions(options)
+    this.logger = opts.logger
     this.table = new Table({ serviceClusterIPRange: opts.serviceClusterIPRange, serviceNodePortRange: opts.serviceNodePortRange })
-    this.hostname = opts.hostname ?? osHostname()
-    this.nodePortCidrs = opts.nodePortAddresses !== undefined && opts.nodePortAddresses.length > 0
-      ? opts.nodePortAddresses.map((c) => parseCidr(c, '--nodeport-addresses'))
-      : null
-    const bindAddress = opts.bindAddress ?? '0.0.0.0'
-    const maxConnections = opts.maxConnections ?? 0
-    if (!Number.isInteger(maxConnections) || maxConnections < 0 || maxConnections > MAX_CONNECTIONS_LIMIT) {
-      throw new ConfigError(`maxConnections: expected an integer 0-${MAX_CONNECTIONS_LIMIT}, got ${String(maxConnections)}`)
-    }
-    const tcpIdleTimeoutMs = opts.tcpIdleTimeoutMs ?? 0
-    if (!Number.isFinite(tcpIdleTimeoutMs) || tcpIdleTimeoutMs < 0) throw new ConfigError(`tcpIdleTimeoutMs: expected a duration in ms >= 0, got ${String(tcpIdleTimeoutMs)}`)
-    this.limits = new ConnectionLimits(maxConnections)
-    const wanted = opts.engine ?? 'uv'
-    if (wanted !== 'uv' && wanted !== 'node') throw new ConfigError(`engine: expected "uv" or "node", got ${String(wanted)}`)
-    this.engine = engineFor(wanted)
-    if (this.engine !== wanted) this.logger.info({ engine: this.engine }, 'libuv handles not available on this Node: using the node engine (net.Socket, dgram)')
+    this.hostname = opts.hostname
+    this.nodePortCidrs = opts.nodePortAddresses.length > 0 ? opts.nodePortAddresses.map((c) => parseCidr(c, '--nodeport-addresses')) : null
+    this.limits = new ConnectionLimits(opts.maxConnections)
+    this.engine = engineFor(opts.engine)
+    if (this.engine !== opts.engine) this.logger.info({ engine: this.engine }, 'libuv handles not available on this Node: using the node engine (net.Socket, dgram)')
     const self = this
     this.dataplane = new DataPlane({
-      algorithm: opts.loadBalancer ?? 'round-robin',
+      algorithm: opts.loadBalancer,
       hostname: this.hostname,
-      nodePortHosts: () => this.nodePortHosts(bindAddress),
+      nodePortHosts: () => this.nodePortHosts(opts.bindAddress),
       ctx: {
         events: this,
         logger: this.logger,
-        ephemeralPorts: opts.ephemeralPorts ?? false,
-        udpTimeoutMs: opts.udpTimeoutMs ?? DEFAULT_UDP_TIMEOUT_MS,
-        udpMaxSessions: opts.udpMaxSessions ?? DEFAULT_UDP_MAX_SESSIONS,
-        pooledReads: opts.pooledReads ?? true,
+        ephemeralPorts: opts.ephemeralPorts,
+        udpTimeoutMs: opts.udpTimeoutMs,
+        udpMaxSessions: opts.udpMaxSessions,
+        pooledReads: opts.pooledReads,
         engine: this.engine,
         limits: this.limits,
-        tcpIdleTimeoutMs,
+        tcpIdleTimeoutMs: opts.tcpIdleTimeoutMs,
         nextConnectionId: () => ++self.connectionIds,
       },
     })

@@ -2,7 +2,10 @@ import pino, { type Logger } from 'pino'
 import type { Algorithm } from '../balancer/balancer.js'
 import { ConfigError, SvcproxyError } from '../errors.js'
 import { readDocumentFile } from '../model/document.js'
-import { createProxy, type ServiceProxy, type ProxyOptions } from '../api/service-proxy.js'
+import { MAX_UDP_SESSIONS, type ProxyOptions } from '../api/options.js'
+import { MAX_CONNECTIONS_LIMIT } from '../model/annotations.js'
+import { createProxy, type ServiceProxy } from '../api/service-proxy.js'
+import { DEFAULTS } from '../defaults.js'
 import { describeError, type FileSource, watchConfigFile } from '../sources/file.js'
 import { Table } from '../table/table.js'
 import { parseDuration } from '../util/duration.js'
@@ -21,6 +24,22 @@ export interface Io {
 const stdio: Io = {
   out: (l) => { process.stdout.write(`${l}\n`) },
   err: (l) => { process.stderr.write(`${l}\n`) },
+}
+
+/**
+ * The process entry point (bin/svcproxy.ts): runs main() and ends the process with its code.
+ * The exit is explicit, whatever the command and however it ended: a handle left open (a Redis
+ * client's reconnect timer, a demo pod after a failed start) must never keep the process alive.
+ */
+export function runCli (argv: string[]): void {
+  main(argv).then((code) => {
+    process.exitCode = code
+    setImmediate(() => process.exit())
+  }, (err: unknown) => {
+    process.stderr.write(`svcproxy: ${(err as Error).stack ?? String(err)}\n`)
+    process.exitCode = 1
+    setImmediate(() => process.exit())
+  })
 }
 
 /** Runs one CLI invocation. Resolves with the exit code; long-running commands resolve on shutdown. */
@@ -54,10 +73,7 @@ export async function main (argv: string[], io: Io = stdio): Promise<number> {
     // Startup failures: one clear line, non-zero exit.
     if (err instanceof SvcproxyError) {
       for (const l of describeError(err)) io.err(`svcproxy ${command}: ${l}`)
-      // A bad --service-node-port-range has exited 1 since it was a plain SyntaxError (other
-      // flag errors exit 2); kept, as issue 12 changes no exit status.
-      const exitsOne = err.message.startsWith('--service-node-port-range:')
-      return err.code === 'SVCPROXY_CONFIG' && !exitsOne ? 2 : 1
+      return err.code === 'SVCPROXY_CONFIG' ? 2 : 1
     }
     io.err(`svcproxy ${command}: ${(err as Error).message}`)
     return 1
@@ -87,7 +103,7 @@ async function validate (values: FlagValues, positionals: string[], io: Io): Pro
 
 /** Logs are pino JSON; `toStderr` keeps stdout for what a person reads (demo, get). */
 function makeLogger (values: FlagValues, toStderr = false): Logger {
-  const level = str(values, 'log-level') ?? 'info'
+  const level = str(values, 'log-level') ?? DEFAULTS.logLevel
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) {
     throw new ConfigError(`--log-level: expected fatal, error, warn, info, debug, trace or silent, got "${level}"`)
   }
@@ -95,10 +111,10 @@ function makeLogger (values: FlagValues, toStderr = false): Logger {
 }
 
 function proxyOptions (values: FlagValues, logger: Logger): ProxyOptions {
-  const lb = str(values, 'load-balancer') ?? 'round-robin'
+  const lb = str(values, 'load-balancer') ?? DEFAULTS.loadBalancer
   if (lb !== 'round-robin' && lb !== 'random') throw new ConfigError(`--load-balancer: expected round-robin or random, got "${lb}"`)
   const npa = str(values, 'nodeport-addresses')
-  const engine = str(values, 'engine') ?? 'uv'
+  const engine = str(values, 'engine') ?? DEFAULTS.engine
   if (engine !== 'uv' && engine !== 'node') throw new ConfigError(`--engine: expected uv or node, got "${engine}"`)
   return {
     engine,
@@ -109,11 +125,16 @@ function proxyOptions (values: FlagValues, logger: Logger): ProxyOptions {
     nodePortAddresses: npa === undefined || npa === '' ? undefined : npa.split(',').map((s) => s.trim()),
     serviceClusterIPRange: str(values, 'service-cluster-ip-range'),
     serviceNodePortRange: str(values, 'service-node-port-range'),
-    udpTimeoutMs: parseDuration(str(values, 'udp-timeout') ?? '30s', '--udp-timeout'),
-    udpMaxSessions: int(values, 'udp-max-sessions', 1, 10_000_000),
-    maxConnections: int(values, 'max-connections', 0, 10_000_000),
-    tcpIdleTimeoutMs: parseDuration(str(values, 'tcp-idle-timeout') ?? '0s', '--tcp-idle-timeout'),
+    udpTimeoutMs: durationFlag(values, 'udp-timeout', DEFAULTS.udpTimeoutMs),
+    udpMaxSessions: int(values, 'udp-max-sessions', 1, MAX_UDP_SESSIONS),
+    maxConnections: int(values, 'max-connections', 0, MAX_CONNECTIONS_LIMIT),
+    tcpIdleTimeoutMs: durationFlag(values, 'tcp-idle-timeout', DEFAULTS.tcpIdleTimeoutMs),
   }
+}
+
+function durationFlag (values: FlagValues, name: string, dflt: number): number {
+  const text = str(values, name)
+  return text === undefined ? dflt : parseDuration(text, `--${name}`)
 }
 
 async function run (values: FlagValues, io: Io): Promise<number> {
@@ -123,7 +144,7 @@ async function run (values: FlagValues, io: Io): Promise<number> {
   if (config !== undefined && redisUrl !== undefined) throw new ConfigError('--config and --redis are alternatives; give one')
   if (config === undefined && redisUrl === undefined) throw new ConfigError('--config FILE or --redis URL (or REDIS_URL) is required')
   const logger = makeLogger(values)
-  const graceMs = parseDuration(str(values, 'shutdown-grace') ?? '30s', '--shutdown-grace')
+  const graceMs = durationFlag(values, 'shutdown-grace', DEFAULTS.shutdownGraceMs)
   const proxy = createProxy(proxyOptions(values, logger))
   let source: Pick<FileSource, 'health' | 'reload' | 'close'>
   try {
@@ -143,10 +164,11 @@ async function run (values: FlagValues, io: Io): Promise<number> {
 
 async function demo (values: FlagValues, io: Io): Promise<number> {
   const logger = makeLogger(values, true)
-  const graceMs = parseDuration(str(values, 'shutdown-grace') ?? '30s', '--shutdown-grace')
+  const graceMs = durationFlag(values, 'shutdown-grace', DEFAULTS.shutdownGraceMs)
   const port = int(values, 'port', 1, 65535)
-  const pods = await startDemoPods()
+  // Options are checked (createProxy throws) before any pod listens: a bad flag leaves nothing behind.
   const proxy = createProxy(proxyOptions(values, logger))
+  const pods = await startDemoPods()
   try {
     await proxy.apply(demoManifest(port), '<demo>')
     proxy.address('default/hello', 'http') // throws when the port could not bind

@@ -1,0 +1,39 @@
+/**
+ * Every default in one place: the library (createProxy, watchRedis, the admin server), the CLI's
+ * flags (lib/cli/flags.ts prints these) and docs/cli.md all read them from here; a test holds the
+ * flag table to it. Durations are milliseconds.
+ */
+export const DEFAULTS = {
+  /** --service-cluster-ip-range: loopback, so it works without privileges. */
+  serviceClusterIPRange: '127.96.0.0/16',
+  /** --service-node-port-range, kube-apiserver's. */
+  serviceNodePortRange: '30000-32767',
+  /** --load-balancer. */
+  loadBalancer: 'round-robin',
+  /** --engine. */
+  engine: 'uv',
+  /** --bind-address: where NodePorts listen without --nodeport-addresses. */
+  bindAddress: '0.0.0.0',
+  /** --udp-timeout (kube-proxy's userspace mode used 250ms, the complaint this fixes: docs/udp.md). */
+  udpTimeoutMs: 30_000,
+  /** --udp-max-sessions, per service port. */
+  udpMaxSessions: 10_000,
+  /** --max-connections: 0 = no limit. */
+  maxConnections: 0,
+  /** --tcp-idle-timeout: 0 = never, as kube-proxy. */
+  tcpIdleTimeoutMs: 0,
+  /** --shutdown-grace. */
+  shutdownGraceMs: 30_000,
+  /** --log-level. */
+  logLevel: 'info',
+  /** --healthz-bind-address, kube-proxy's. */
+  healthzBindAddress: '127.0.0.1:10256',
+  /** --metrics-bind-address, kube-proxy's. */
+  metricsBindAddress: '127.0.0.1:10249',
+  /** --redis-key-prefix: a {hash tag}, so a Redis Cluster keeps every key in one slot. */
+  redisKeyPrefix: '{svcproxy}:',
+  /** --sync-period. */
+  syncPeriodMs: 30_000,
+  /** demo --port. */
+  demoPort: 8080,
+} as const
