@@ -1,3 +1,4 @@
+import { DEFAULTS } from '../defaults.js'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { isIPv6 } from 'node:net'
 import pino, { type Logger } from 'pino'
@@ -11,8 +12,8 @@ import { EXPOSITION_CONTENT_TYPE } from './metrics.js'
 import { ProcessStats } from './process-stats.js'
 import { type EndpointRow, serializeEndpoints, serializeHealthz, serializeServices } from './serialize.js'
 
-export const DEFAULT_HEALTHZ_BIND_ADDRESS = '127.0.0.1:10256'
-export const DEFAULT_METRICS_BIND_ADDRESS = '127.0.0.1:10249'
+export const DEFAULT_HEALTHZ_BIND_ADDRESS: string = DEFAULTS.healthzBindAddress
+export const DEFAULT_METRICS_BIND_ADDRESS: string = DEFAULTS.metricsBindAddress
 
 export interface BindAddress { host: string, port: number }
 

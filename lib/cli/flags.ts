@@ -1,5 +1,7 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util'
+import { DEFAULTS } from '../defaults.js'
 import { ConfigError } from '../errors.js'
+import { formatDuration } from '../util/duration.js'
 
 type OptionSpec = NonNullable<ParseArgsConfig['options']>[string] & { help: string, arg?: string, default?: string | boolean }
 
@@ -11,27 +13,27 @@ type OptionSpec = NonNullable<ParseArgsConfig['options']>[string] & { help: stri
 export const FLAGS: Record<string, OptionSpec & { commands: string[] }> = {
   config: { type: 'string', arg: 'FILE', help: 'Manifest file to serve and watch (Service/Endpoints/EndpointSlice/Pod JSON, kubectl -o json output).', commands: ['run'] },
   filename: { type: 'string', short: 'f', arg: 'FILE', help: 'Manifest file to read.', commands: ['validate', 'apply', 'delete'] },
-  'bind-address': { type: 'string', arg: 'IP', default: '0.0.0.0', help: 'Address NodePorts listen on when --nodeport-addresses is not set (kube-proxy: the proxy server\'s address).', commands: ['run', 'demo'] },
+  'bind-address': { type: 'string', arg: 'IP', default: DEFAULTS.bindAddress, help: 'Address NodePorts listen on when --nodeport-addresses is not set (kube-proxy: the proxy server\'s address).', commands: ['run', 'demo'] },
   'hostname-override': { type: 'string', arg: 'NAME', help: 'This node\'s name, matched against endpoints\' nodeName for traffic policy Local. Default: the host name.', commands: ['run', 'demo'] },
   'nodeport-addresses': { type: 'string', arg: 'CIDRS', help: 'Comma-separated CIDRs; NodePorts listen on each local interface address inside them (e.g. 127.0.0.1/32).', commands: ['run', 'demo'] },
-  'service-cluster-ip-range': { type: 'string', arg: 'CIDR', default: '127.96.0.0/16', help: 'Range clusterIPs are allocated from when a Service has none. A loopback range works without privileges.', commands: ['run', 'demo', 'validate', 'apply'] },
-  'service-node-port-range': { type: 'string', arg: 'MIN-MAX', default: '30000-32767', help: 'Range nodePorts are allocated from and checked against.', commands: ['run', 'demo', 'validate', 'apply'] },
-  'load-balancer': { type: 'string', arg: 'ALGO', default: 'round-robin', help: 'Default endpoint choice: round-robin or random. Per service: annotation svcproxy.io/load-balancer.', commands: ['run', 'demo'] },
-  'udp-timeout': { type: 'string', arg: 'DURATION', default: '30s', help: 'Idle time after which a UDP session is closed, refreshed by traffic either way.', commands: ['run', 'demo'] },
-  'udp-max-sessions': { type: 'string', arg: 'N', default: '10000', help: 'UDP sessions per service port; datagrams from new clients beyond it are dropped and counted.', commands: ['run', 'demo'] },
-  'max-connections': { type: 'string', arg: 'N', default: '0', help: 'TCP connections open at once across every service port; new ones beyond it are reset and counted (svcproxy_connections_rejected_total). 0: no limit. Per service: annotation svcproxy.io/max-connections.', commands: ['run', 'demo'] },
-  engine: { type: 'string', arg: 'ENGINE', default: 'uv', help: 'What moves the bytes: uv (libuv TCP/UDP handles driven directly; falls back to node, logged, where Node lacks them) or node (net.Socket and dgram). See docs/performance.md.', commands: ['run', 'demo'] },
-  'tcp-idle-timeout': { type: 'string', arg: 'DURATION', default: '0s', help: 'Close established TCP connections that carried no bytes either way for this long. 0s: never (kube-proxy\'s behaviour).', commands: ['run', 'demo'] },
-  'shutdown-grace': { type: 'string', arg: 'DURATION', default: '30s', help: 'On SIGTERM/SIGINT, how long established connections may finish before they are closed.', commands: ['run', 'demo'] },
-  'log-level': { type: 'string', arg: 'LEVEL', default: 'info', help: 'pino level: fatal, error, warn, info, debug, trace or silent.', commands: ['run', 'demo', 'apply', 'delete'] },
-  port: { type: 'string', arg: 'PORT', default: '8080', help: 'demo: the Service port.', commands: ['demo'] },
-  'healthz-bind-address': { type: 'string', arg: 'IP:PORT', default: '127.0.0.1:10256', help: 'Serve /healthz, /livez, /readyz here. "" disables; port 0 picks a free port.', commands: ['run', 'demo'] },
-  'metrics-bind-address': { type: 'string', arg: 'IP:PORT', default: '127.0.0.1:10249', help: 'Serve /metrics, /v1/services, /v1/endpoints (and the health paths) here. "" disables; port 0 picks a free port. status: the daemon to ask.', commands: ['run', 'demo', 'status'] },
+  'service-cluster-ip-range': { type: 'string', arg: 'CIDR', default: DEFAULTS.serviceClusterIPRange, help: 'Range clusterIPs are allocated from when a Service has none. A loopback range works without privileges.', commands: ['run', 'demo', 'validate', 'apply'] },
+  'service-node-port-range': { type: 'string', arg: 'MIN-MAX', default: DEFAULTS.serviceNodePortRange, help: 'Range nodePorts are allocated from and checked against.', commands: ['run', 'demo', 'validate', 'apply'] },
+  'load-balancer': { type: 'string', arg: 'ALGO', default: DEFAULTS.loadBalancer, help: 'Default endpoint choice: round-robin or random. Per service: annotation svcproxy.io/load-balancer.', commands: ['run', 'demo'] },
+  'udp-timeout': { type: 'string', arg: 'DURATION', default: formatDuration(DEFAULTS.udpTimeoutMs), help: 'Idle time after which a UDP session is closed, refreshed by traffic either way.', commands: ['run', 'demo'] },
+  'udp-max-sessions': { type: 'string', arg: 'N', default: String(DEFAULTS.udpMaxSessions), help: 'UDP sessions per service port; datagrams from new clients beyond it are dropped and counted.', commands: ['run', 'demo'] },
+  'max-connections': { type: 'string', arg: 'N', default: String(DEFAULTS.maxConnections), help: 'TCP connections open at once across every service port; new ones beyond it are reset and counted (svcproxy_connections_rejected_total). 0: no limit. Per service: annotation svcproxy.io/max-connections.', commands: ['run', 'demo'] },
+  engine: { type: 'string', arg: 'ENGINE', default: DEFAULTS.engine, help: 'What moves the bytes: uv (libuv TCP/UDP handles driven directly; falls back to node, logged, where Node lacks them) or node (net.Socket and dgram). See docs/performance.md.', commands: ['run', 'demo'] },
+  'tcp-idle-timeout': { type: 'string', arg: 'DURATION', default: formatDuration(DEFAULTS.tcpIdleTimeoutMs), help: 'Close established TCP connections that carried no bytes either way for this long. 0s: never (kube-proxy\'s behaviour).', commands: ['run', 'demo'] },
+  'shutdown-grace': { type: 'string', arg: 'DURATION', default: formatDuration(DEFAULTS.shutdownGraceMs), help: 'On SIGTERM/SIGINT, how long established connections may finish before they are closed.', commands: ['run', 'demo'] },
+  'log-level': { type: 'string', arg: 'LEVEL', default: DEFAULTS.logLevel, help: 'pino level: fatal, error, warn, info, debug, trace or silent.', commands: ['run', 'demo', 'apply', 'delete'] },
+  port: { type: 'string', arg: 'PORT', default: String(DEFAULTS.demoPort), help: 'demo: the Service port.', commands: ['demo'] },
+  'healthz-bind-address': { type: 'string', arg: 'IP:PORT', default: DEFAULTS.healthzBindAddress, help: 'Serve /healthz, /livez, /readyz here. "" disables; port 0 picks a free port.', commands: ['run', 'demo'] },
+  'metrics-bind-address': { type: 'string', arg: 'IP:PORT', default: DEFAULTS.metricsBindAddress, help: 'Serve /metrics, /v1/services, /v1/endpoints (and the health paths) here. "" disables; port 0 picks a free port. status: the daemon to ask.', commands: ['run', 'demo', 'status'] },
   'access-log': { type: 'boolean', help: 'Log one line per connection when it ends: client, service, endpoint, bytes each way, duration, close reason.', commands: ['run', 'demo'] },
   server: { type: 'string', arg: 'URL', help: 'status: the daemon\'s admin URL (e.g. http://127.0.0.1:10249); overrides --metrics-bind-address.', commands: ['status'] },
   redis: { type: 'string', arg: 'URL', help: 'The shared store: redis://[:PASSWORD@]HOST:PORT[/DB], rediss:// (TLS), redis+sentinel://H1,H2/MASTER, redis+cluster://H1,H2. Default: $REDIS_URL. run: follow it instead of --config.', commands: ['run', 'apply', 'delete', 'get'] },
-  'redis-key-prefix': { type: 'string', arg: 'PREFIX', default: '{svcproxy}:', help: 'Prefix of every key in the store (keep a {hash tag} for Redis Cluster).', commands: ['run', 'apply', 'delete', 'get'] },
-  'sync-period': { type: 'string', arg: 'DURATION', default: '30s', help: 'run --redis: full relist period that repairs anything a watch missed (kube-proxy --iptables-sync-period).', commands: ['run'] },
+  'redis-key-prefix': { type: 'string', arg: 'PREFIX', default: DEFAULTS.redisKeyPrefix, help: 'Prefix of every key in the store (keep a {hash tag} for Redis Cluster).', commands: ['run', 'apply', 'delete', 'get'] },
+  'sync-period': { type: 'string', arg: 'DURATION', default: formatDuration(DEFAULTS.syncPeriodMs), help: 'run --redis: full relist period that repairs anything a watch missed (kube-proxy --iptables-sync-period).', commands: ['run'] },
   'state-file': { type: 'string', arg: 'FILE', help: 'run --redis: last-known-good snapshot, written (0600) after each applied revision; served when Redis is unreachable at start.', commands: ['run'] },
   namespace: { type: 'string', short: 'n', arg: 'NS', help: 'get: only this namespace.', commands: ['get'] },
   output: { type: 'string', short: 'o', arg: 'FORMAT', help: 'get: json for a kubectl-style List of the stored objects; a table when omitted.', commands: ['get'] },

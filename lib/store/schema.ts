@@ -1,6 +1,7 @@
 // The store's layout in Redis (docs/redis.md is the prose version of this file).
 // Writers (lib/store/store.ts) and readers (lib/sources/redis.ts) share only this.
 
+import { DEFAULTS } from '../defaults.js'
 import type { ObjectKind } from '../model/types.js'
 import type { ObjectRef } from '../table/refs.js'
 
@@ -8,7 +9,7 @@ import type { ObjectRef } from '../table/refs.js'
  * The braces are a Cluster hash tag: every key lands in one slot, so one Lua script may touch
  * them all (Cluster refuses multi-key scripts across slots). Harmless on a standalone server.
  */
-export const DEFAULT_PREFIX = '{svcproxy}:'
+export const DEFAULT_PREFIX: string = DEFAULTS.redisKeyPrefix
 
 /** Feed entries kept (approximately: MAXLEN ~). A reader further behind than this relists. */
 export const DEFAULT_FEED_MAX_LEN = 10_000

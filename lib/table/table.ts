@@ -1,3 +1,4 @@
+import { DEFAULTS } from '../defaults.js'
 import { ValidationError, type ValidationIssue } from '../errors.js'
 import type { EndpointSlice, Endpoints, KubeObject, Pod, Service, ServicePort } from '../model/types.js'
 import { objectRef } from '../model/types.js'
@@ -6,8 +7,6 @@ import type { ObjectRef } from './refs.js'
 import { AllocationBatch, Allocator, type PortRange } from './allocator.js'
 import { computeEndpointSets, type Endpoint, selectorMatches } from './endpoints.js'
 
-export const DEFAULT_CLUSTER_IP_RANGE = '127.96.0.0/16'
-export const DEFAULT_NODE_PORT_RANGE = '30000-32767'
 
 /** One port of one service with its current ready backends: the unit the data plane serves. */
 export interface ServicePortState {
@@ -58,7 +57,7 @@ export class Table {
   private readonly states = new Map<string, ServicePortState[]>()
 
   constructor (opts: TableOptions = {}) {
-    this.allocator = new Allocator(opts.serviceClusterIPRange ?? DEFAULT_CLUSTER_IP_RANGE, opts.serviceNodePortRange ?? DEFAULT_NODE_PORT_RANGE)
+    this.allocator = new Allocator(opts.serviceClusterIPRange ?? DEFAULTS.serviceClusterIPRange, opts.serviceNodePortRange ?? DEFAULTS.serviceNodePortRange)
     this.clusterIPRange = this.allocator.clusterIPRange
     this.nodePortRange = this.allocator.nodePortRange
   }

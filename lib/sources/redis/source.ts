@@ -8,6 +8,7 @@
 //
 // This file connects, drives the loop, and reports health from the lifecycle.
 
+import { DEFAULTS } from '../../defaults.js'
 import type { Logger } from 'pino'
 import type { ServiceProxy } from '../../api/service-proxy.js'
 import { type RedisClient, backoffMs, closeClient, createClient, redactUrl, waitReady } from '../../store/connect.js'
@@ -18,7 +19,7 @@ import { StateFileWriter } from './state-file.js'
 import { StoreSync } from './sync.js'
 import type { RedisSource, RedisSourceOptions, RedisSourceStats } from './types.js'
 
-export const DEFAULT_SYNC_PERIOD_MS = 30_000
+export const DEFAULT_SYNC_PERIOD_MS: number = DEFAULTS.syncPeriodMs
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
