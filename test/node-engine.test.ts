@@ -1,5 +1,5 @@
 // The data-path suites again, on the node engine (net.Socket, dgram): the fallback where Node
-// does not offer the libuv handles the default engine drives (lib/proxy/uv.ts), and `engine: 'node'`.
+// does not offer the libuv handles the default engine drives (lib/internals/), and `engine: 'node'`.
 import t from 'tap'
 import { testProxy } from './helpers.js'
 
