@@ -76,7 +76,7 @@ export function resolveOptions (o: ProxyOptions): ResolvedOptions {
     hostname: str(o, 'hostname', ''),
     bindAddress: str(o, 'bindAddress', DEFAULTS.bindAddress),
     nodePortAddresses: o.nodePortAddresses ?? [],
-    udpTimeoutMs: num(o, 'udpTimeoutMs', DEFAULTS.udpTimeoutMs, 1, Number.MAX_SAFE_INTEGER, 'a duration in ms > 0'),
+    udpTimeoutMs: num(o, 'udpTimeoutMs', DEFAULTS.udpTimeoutMs, 1, Number.MAX_SAFE_INTEGER, 'a duration in ms >= 1'),
     udpMaxSessions: int(o, 'udpMaxSessions', DEFAULTS.udpMaxSessions, 1, MAX_UDP_SESSIONS),
     engine: oneOf(o, 'engine', ENGINES, DEFAULTS.engine),
     pooledReads: bool(o, 'pooledReads', true),

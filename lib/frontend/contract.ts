@@ -1,6 +1,7 @@
 import type { Server } from 'node:net'
 import type { EventEmitter } from 'node:events'
 import type { Logger } from 'pino'
+import type { Engine } from '../internals/uv-tcp.js'
 import type { Protocol } from '../model/types.js'
 import type { ConnectionLimits } from './limits.js'
 import type { ServicePortRuntime } from './runtime.js'
@@ -49,8 +50,8 @@ export interface DataPlaneContext {
   readonly ephemeralPorts: boolean
   readonly udpTimeoutMs: number
   readonly udpMaxSessions: number
-  /** What moves the bytes: libuv handles, or Node's socket APIs (uv.ts). */
-  readonly engine: 'uv' | 'node'
+  /** What moves the bytes: libuv handles, or Node's socket APIs (internals/uv-tcp.ts). */
+  readonly engine: Engine
   /** node engine: TCP reads into pooled buffers (tcp/stream-reads.ts) instead of a fresh Buffer per read. */
   readonly pooledReads: boolean
   /** --max-connections and the out-of-descriptors state, shared by every TCP frontend. */
