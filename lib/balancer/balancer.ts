@@ -24,6 +24,10 @@ export class Balancer {
   private affinity: Map<string, Sticky> | null = null
   private affinityTtlMs = 0
   private lastSweep = 0
+  /** Clock for affinity expiry; a test sets its own. Called as-is, so it must not need `this`. */
+  now: () => number = Date.now
+  /** Uniform [0, 1) source for `random`; a test sets a seeded one. Called as-is, like `now`. */
+  random: () => number = Math.random
 
   constructor (algorithm: Algorithm) {
     this.algorithm = algorithm
@@ -39,7 +43,7 @@ export class Balancer {
     if (this.affinity === null) this.affinity = new Map()
     else if (ttlMs !== this.affinityTtlMs) {
       // Re-base existing pins on the new TTL (kubernetes#107398: a changed timeout was ignored).
-      const now = Date.now()
+      const now = this.now()
       for (const s of this.affinity.values()) s.expires = Math.min(s.expires, now + ttlMs)
     }
     this.affinityTtlMs = ttlMs
@@ -93,7 +97,7 @@ export class Balancer {
     if (n === 0) return undefined
     const aff = this.affinity
     if (aff !== null) {
-      const now = Date.now()
+      const now = this.now()
       const s = aff.get(clientIP)
       if (s !== undefined) {
         if (!reset && s.expires > now && (candidates === undefined || candidates.includes(s.backend))) {
@@ -120,7 +124,7 @@ export class Balancer {
   }
 
   private choose (eps: Backend[], n: number): Backend {
-    if (this.algorithm === 'random') return eps[(Math.random() * n) | 0] as Backend
+    if (this.algorithm === 'random') return eps[(this.random() * n) | 0] as Backend
     if (this.cursor >= n) this.cursor = 0
     const b = eps[this.cursor] as Backend
     this.cursor++
