@@ -89,6 +89,16 @@ export class UnreachableError extends SvcproxyError {
 }
 
 /**
+ * The VIP interface (--vip-interface) cannot be managed: no CAP_NET_ADMIN, no `ip` command, or
+ * the link cannot be created. The daemon does not start (an address it must own could not be).
+ */
+export class VipError extends SvcproxyError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('SVCPROXY_VIP', message, options)
+  }
+}
+
+/**
  * Every code an SvcproxyError can carry, with the class that raises it. The constructor takes
  * only these, so a new code starts here; docs/errors.md says what each means to the user and
  * test/registries.test.ts fails when the two lists differ.
@@ -104,6 +114,7 @@ export const ERROR_CODES = {
   SVCPROXY_STORE_CORRUPT: { class: 'StoreError', meaning: 'a store key holds something svcproxy did not write' },
   SVCPROXY_LISTEN: { class: 'AdminListenError', meaning: 'an admin address (--healthz-bind-address, --metrics-bind-address) could not be bound' },
   SVCPROXY_UNREACHABLE: { class: 'UnreachableError', meaning: '`svcproxy status` found no svcproxy answering at the admin address' },
+  SVCPROXY_VIP: { class: 'VipError', meaning: 'the --vip-interface link cannot be managed: no CAP_NET_ADMIN, no `ip` command, or the link cannot be created' },
 } as const satisfies Record<`SVCPROXY_${string}`, { class: string, meaning: string }>
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -16,7 +16,7 @@ export const LAYERS: string[][] = [
   ['model'],
   ['table'],
   ['balancer'],
-  ['internals', 'frontend'],
+  ['internals', 'frontend', 'host'],
   ['tcp', 'udp'],
   ['dataplane'],
   ['api'],

@@ -8,6 +8,12 @@ import { MAX_CONNECTIONS_LIMIT } from '../model/annotations.js'
 import { isIP } from '../model/ip.js'
 
 export interface ProxyOptions {
+  /**
+   * --vip-interface: a link (created when missing) that holds every service address this node
+   * must bind and that is not local already; needs CAP_NET_ADMIN. '' or absent: off (loopback
+   * 127/8 addresses need none). See docs/node.md.
+   */
+  vipInterface?: string
   /** pino logger; silent when omitted (embedded use). */
   logger?: Logger
   /** Bind every listener on port 0 (the kernel picks): many proxies in one test process. */
@@ -82,6 +88,10 @@ export function resolveOptions (o: ProxyOptions): ResolvedOptions {
     pooledReads: bool(o, 'pooledReads', true),
     maxConnections: int(o, 'maxConnections', DEFAULTS.maxConnections, 0, MAX_CONNECTIONS_LIMIT),
     tcpIdleTimeoutMs: num(o, 'tcpIdleTimeoutMs', DEFAULTS.tcpIdleTimeoutMs, 0, Number.MAX_SAFE_INTEGER, 'a duration in ms >= 0'),
+    vipInterface: str(o, 'vipInterface', ''),
+  }
+  if (r.vipInterface !== '' && !/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,14}$/.test(r.vipInterface)) {
+    throw new ConfigError(`vipInterface: expected a link name of 1-15 letters, digits, "_", "-" or ".", got ${describe(r.vipInterface)}`)
   }
   if (r.hostname === '') r.hostname = osHostname()
   const logger = r.logger as Partial<Logger>
@@ -95,7 +105,7 @@ export function resolveOptions (o: ProxyOptions): ResolvedOptions {
   return r
 }
 
-const KNOWN = new Set<string>(['logger', 'ephemeralPorts', 'serviceClusterIPRange', 'serviceNodePortRange', 'loadBalancer', 'hostname', 'bindAddress', 'nodePortAddresses', 'udpTimeoutMs', 'udpMaxSessions', 'engine', 'pooledReads', 'maxConnections', 'tcpIdleTimeoutMs'] satisfies Array<keyof ProxyOptions>)
+const KNOWN = new Set<string>(['logger', 'ephemeralPorts', 'serviceClusterIPRange', 'serviceNodePortRange', 'loadBalancer', 'hostname', 'bindAddress', 'nodePortAddresses', 'udpTimeoutMs', 'udpMaxSessions', 'engine', 'pooledReads', 'maxConnections', 'tcpIdleTimeoutMs', 'vipInterface'] satisfies Array<keyof ProxyOptions>)
 
 type Key = keyof ProxyOptions
 

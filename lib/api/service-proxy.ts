@@ -16,6 +16,7 @@ import { type Engine, engineFor } from '../internals/uv-tcp.js'
 import { cidrContains, parseCidr } from '../model/ip.js'
 import { type ObjectRef, parseRef } from '../table/refs.js'
 import { Table } from '../table/table.js'
+import { VipInterface } from '../host/vip-interface.js'
 
 export interface ApplyResult {
   /** Table revision after the write. */
@@ -81,7 +82,11 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
   readonly limits: ConnectionLimits
   /** The TCP engine in use (the one asked for, unless this Node lacks what 'uv' needs). */
   readonly engine: Engine
-  private queue: Promise<unknown> = Promise.resolve()
+  /** --vip-interface, once open (null when off). */
+  vips: VipInterface | null = null
+  private queue: Promise<unknown>
+  private readonly opening: Promise<void>
+  private pruned = false
   private connectionIds = 0
   private closed = false
   private readonly nodePortCidrs: ReturnType<typeof parseCidr>[] | null
@@ -94,6 +99,11 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
     this.hostname = opts.hostname
     this.nodePortCidrs = opts.nodePortAddresses.length > 0 ? opts.nodePortAddresses.map((c) => parseCidr(c, '--nodeport-addresses')) : null
     this.limits = new ConnectionLimits(opts.maxConnections)
+    // The VIP interface opens before the first write: every write waits for it, and when it
+    // cannot open (no CAP_NET_ADMIN) every write fails with its VipError, changing nothing.
+    this.opening = opts.vipInterface === '' ? Promise.resolve() : this.openVips(opts.vipInterface)
+    this.opening.catch(() => {}) // surfaced by ready() and by each write
+    this.queue = this.opening
     this.engine = engineFor(opts.engine)
     if (this.engine !== opts.engine) this.logger.info({ engine: this.engine }, 'libuv handles not available on this Node: using the node engine (net.Socket, dgram)')
     const self = this
@@ -114,6 +124,17 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
         nextConnectionId: () => ++self.connectionIds,
       },
     })
+  }
+
+  /** Resolves once the proxy can serve (its VIP interface open, with --vip-interface); rejects with the reason it cannot. */
+  async ready (): Promise<void> {
+    await this.opening
+  }
+
+  private async openVips (name: string): Promise<void> {
+    const v = await VipInterface.open(name, this.logger)
+    this.vips = v
+    this.dataplane.vips = v
   }
 
   /** Validates raw Kubernetes objects (as kubectl prints them) and creates or replaces them. */
@@ -222,13 +243,19 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
   /** After a table write: re-serve the changed services; resolves once their sockets are ready. */
   private async serve (changed: Set<string>, warnings: string[] = []): Promise<ApplyResult> {
     await this.dataplane.sync(this.table, changed)
+    // The first state served is the whole truth (a file, a store's list, a state file):
+    // addresses on the VIP interface that it does not need are left over from an earlier run.
+    if (this.vips !== null && !this.pruned) {
+      this.pruned = true
+      await this.vips.prune()
+    }
     return { revision: this.table.revision, warnings, changed: [...changed] }
   }
 
   private enqueue<T> (fn: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new ClosedError())
     const timed = (): Promise<T> => this.syncStats.time(fn)
-    const run = this.queue.then(timed, timed)
+    const run = this.queue.then(async () => { await this.opening; return await timed() }, async () => { await this.opening; return await timed() })
     this.queue = run.catch(() => {})
     return run
   }

@@ -25,7 +25,7 @@ export const FLAGS: Record<string, OptionSpec & { commands: string[] }> = {
   engine: { type: 'string', arg: 'ENGINE', default: DEFAULTS.engine, help: 'What moves the bytes: uv (libuv TCP/UDP handles driven directly; falls back to node, logged, where Node lacks them) or node (net.Socket and dgram). See docs/performance.md.', commands: ['run', 'demo'] },
   'tcp-idle-timeout': { type: 'string', arg: 'DURATION', default: formatDuration(DEFAULTS.tcpIdleTimeoutMs), help: 'Close established TCP connections that carried no bytes either way for this long. 0s: never (kube-proxy\'s behaviour).', commands: ['run', 'demo'] },
   'shutdown-grace': { type: 'string', arg: 'DURATION', default: formatDuration(DEFAULTS.shutdownGraceMs), help: 'On SIGTERM/SIGINT, how long established connections may finish before they are closed.', commands: ['run', 'demo'] },
-  'log-level': { type: 'string', arg: 'LEVEL', default: DEFAULTS.logLevel, help: 'pino level: fatal, error, warn, info, debug, trace or silent.', commands: ['run', 'demo', 'apply', 'delete'] },
+  'log-level': { type: 'string', arg: 'LEVEL', default: DEFAULTS.logLevel, help: 'pino level: fatal, error, warn, info, debug, trace or silent.', commands: ['run', 'demo', 'apply', 'delete', 'cleanup'] },
   port: { type: 'string', arg: 'PORT', default: String(DEFAULTS.demoPort), help: 'demo: the Service port.', commands: ['demo'] },
   'healthz-bind-address': { type: 'string', arg: 'IP:PORT', default: DEFAULTS.healthzBindAddress, help: 'Serve /healthz, /livez, /readyz here. "" disables; port 0 picks a free port.', commands: ['run', 'demo'] },
   'metrics-bind-address': { type: 'string', arg: 'IP:PORT', default: DEFAULTS.metricsBindAddress, help: 'Serve /metrics, /v1/services, /v1/endpoints (and the health paths) here. "" disables; port 0 picks a free port. status: the daemon to ask.', commands: ['run', 'demo', 'status'] },
@@ -37,6 +37,7 @@ export const FLAGS: Record<string, OptionSpec & { commands: string[] }> = {
   'state-file': { type: 'string', arg: 'FILE', help: 'run --redis: last-known-good snapshot, written (0600) after each applied revision; served when Redis is unreachable at start.', commands: ['run'] },
   namespace: { type: 'string', short: 'n', arg: 'NS', help: 'get: only this namespace.', commands: ['get'] },
   output: { type: 'string', short: 'o', arg: 'FORMAT', help: 'get: json for a kubectl-style List of the stored objects; a table when omitted.', commands: ['get'] },
+  'vip-interface': { type: 'string', arg: 'NAME', help: 'Own the service addresses on this node: create the link NAME when missing and keep on it every clusterIP, externalIP and load-balancer IP to bind that is not local already (added before binding, removed when no service needs it, leftovers pruned at start). Needs CAP_NET_ADMIN. Off when not given: 127/8 addresses need none. cleanup: the link to remove. See docs/node.md.', commands: ['run', 'cleanup'] },
   help: { type: 'boolean', short: 'h', help: 'Show help.', commands: ['*'] },
 }
 
@@ -83,6 +84,7 @@ export const COMMANDS: Record<string, string> = {
   apply: 'Create or replace the objects of a manifest file (-f) in the Redis store (--redis), all at one revision.',
   delete: 'Delete the objects of a file (-f), or "service|endpoints|endpointslice|pod NAMESPACE/NAME", from the Redis store.',
   get: 'List services|endpoints|endpointslices|pods in the Redis store (-n NS, -o json).',
+  cleanup: 'Remove the --vip-interface link and every address on it (kube-proxy --cleanup); run after svcproxy stops for good.',
   help: 'Show this help.',
 }
 

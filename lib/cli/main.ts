@@ -9,6 +9,7 @@ import { DEFAULTS } from '../defaults.js'
 import { describeError, type FileSource, watchConfigFile } from '../sources/file.js'
 import { Table } from '../table/table.js'
 import { parseDuration } from '../util/duration.js'
+import { cleanupVipInterface } from '../host/vip-interface.js'
 import { redactUrl } from '../store/connect.js'
 import { startAdminFromFlags } from './admin.js'
 import { DEMO_CLUSTER_IP, demoManifest, startDemoPods } from './demo.js'
@@ -67,6 +68,7 @@ export async function main (argv: string[], io: Io = stdio): Promise<number> {
       case 'apply': return await applyCommand(values, positionals, io)
       case 'delete': return await deleteCommand(values, positionals, io)
       case 'get': return await getCommand(values, positionals, io)
+      case 'cleanup': return await cleanup(values, io)
     }
     return 2
   } catch (err) {
@@ -101,6 +103,15 @@ async function validate (values: FlagValues, positionals: string[], io: Io): Pro
   }
 }
 
+async function cleanup (values: FlagValues, io: Io): Promise<number> {
+  const link = str(values, 'vip-interface')
+  if (link === undefined || link === '') throw new ConfigError('--vip-interface NAME is required')
+  const logger = makeLogger(values, true)
+  const n = await cleanupVipInterface(link, logger)
+  io.out(n === null ? `svcproxy cleanup: no link ${link}: nothing to remove` : `svcproxy cleanup: removed ${link} and its ${n} address${n === 1 ? '' : 'es'}`)
+  return 0
+}
+
 /** Logs are pino JSON; `toStderr` keeps stdout for what a person reads (demo, get). */
 function makeLogger (values: FlagValues, toStderr = false): Logger {
   const level = str(values, 'log-level') ?? DEFAULTS.logLevel
@@ -129,6 +140,7 @@ function proxyOptions (values: FlagValues, logger: Logger): ProxyOptions {
     udpMaxSessions: int(values, 'udp-max-sessions', 1, MAX_UDP_SESSIONS),
     maxConnections: int(values, 'max-connections', 0, MAX_CONNECTIONS_LIMIT),
     tcpIdleTimeoutMs: durationFlag(values, 'tcp-idle-timeout', DEFAULTS.tcpIdleTimeoutMs),
+    vipInterface: str(values, 'vip-interface'),
   }
 }
 
@@ -148,6 +160,7 @@ async function run (values: FlagValues, io: Io): Promise<number> {
   const proxy = createProxy(proxyOptions(values, logger))
   let source: Pick<FileSource, 'health' | 'reload' | 'close'>
   try {
+    await proxy.ready() // with --vip-interface: the privilege and the link, before anything is served
     source = config !== undefined ? await watchConfigFile(config, proxy, { logger }) : await startRedisSource(redisUrl ?? '', proxy, values, logger)
   } catch (err) {
     await proxy.close()

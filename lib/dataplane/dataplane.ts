@@ -13,6 +13,17 @@ function createFrontend (spec: FrontendSpec, rt: ServicePortRuntime, ctx: DataPl
   return spec.protocol === 'UDP' ? new UdpFrontend(spec, rt, ctx) : new TcpFrontend(spec, rt, ctx)
 }
 
+/** Where service addresses come from when they are not local already (lib/host/vip-interface.ts). */
+export interface VipHolder {
+  acquire (ips: Iterable<string>): Promise<void>
+  release (ips: Iterable<string>): Promise<void>
+}
+
+/** Frontend kinds bound on a service's own address (a VIP), not on a node address. */
+function onVip (spec: FrontendSpec): boolean {
+  return spec.kind === 'clusterIP' || spec.kind === 'externalIP' || spec.kind === 'loadBalancer'
+}
+
 export interface DataPlaneOptions {
   ctx: DataPlaneContext
   algorithm: Algorithm
@@ -39,6 +50,8 @@ export class DataPlane {
   private readonly failed = new Set<Frontend>()
   private readonly opts: DataPlaneOptions
   private closed = false
+  /** --vip-interface: addresses are added before their first frontend binds, removed after their last goes. */
+  vips: VipHolder | null = null
   /** --tcp-idle-timeout: one coarse timer for every TCP connection of the proxy. */
   private readonly idle: IdleSweeper | null
   /** Out-of-descriptors detection (limits.ts): one open/close per second, unref'd. */
@@ -62,8 +75,12 @@ export class DataPlane {
 
   async sync (table: Table, affected: Iterable<string>): Promise<void> {
     if (this.closed) return
-    const opening: Array<Promise<void>> = []
-    for (const svcKey of affected) this.syncService(svcKey, table.statesOf(svcKey), opening)
+    const created: Frontend[] = []
+    const gone: string[] = []
+    for (const svcKey of affected) this.syncService(svcKey, table.statesOf(svcKey), created, gone)
+    const vips = this.vips
+    if (vips !== null) await vips.acquire(created.filter((fe) => onVip(fe.spec)).map((fe) => fe.spec.host))
+    const opening = created.map(async (fe) => { await fe.open(); this.reportBind(fe) })
     // A port that could not bind is retried on every change (kube-proxy retried on each sync).
     // Only the failed ones are visited, so a change costs O(changed), not O(all listeners).
     for (const fe of [...this.failed]) {
@@ -71,9 +88,11 @@ export class DataPlane {
       if (this.frontends.get(fe.spec.key) === fe) opening.push(this.reopen(fe))
     }
     await Promise.all(opening)
+    if (vips !== null && gone.length > 0) await vips.release(gone)
   }
 
-  private syncService (svcKey: string, states: ServicePortState[], opening: Array<Promise<void>>): void {
+  /** Updates one service's runtimes and frontends; new frontends go to `created` (not yet open), the VIPs of removed ones to `gone`. */
+  private syncService (svcKey: string, states: ServicePortState[], created: Frontend[], gone: string[]): void {
     const { ctx, algorithm, hostname } = this.opts
     const oldIds = this.runtimesBySvc.get(svcKey) ?? new Set<string>()
     const newIds = new Set<string>()
@@ -110,6 +129,7 @@ export class DataPlane {
       }
       this.retire(fe)
       this.frontends.delete(key)
+      if (onVip(fe.spec)) gone.push(fe.spec.host)
     }
     for (const [key, spec] of wanted) {
       if (keptKeys.has(key)) continue
@@ -122,7 +142,7 @@ export class DataPlane {
       const fe = createFrontend(spec, rt, ctx)
       this.frontends.set(key, fe)
       keptKeys.add(key)
-      opening.push(fe.open().then(() => this.reportBind(fe)))
+      created.push(fe)
     }
     if (keptKeys.size > 0) this.frontendsBySvc.set(svcKey, keptKeys)
     else this.frontendsBySvc.delete(svcKey)
