@@ -1,6 +1,7 @@
 // The balancer without sockets: each row is a script of steps against one Balancer with a fake
 // clock and a seeded random source, and every step states what it must observe.
 import t from 'tap'
+import { mulberry32 } from './helpers.js'
 import { Backend } from '../lib/balancer/backend.js'
 import { type Algorithm, Balancer } from '../lib/balancer/balancer.js'
 
@@ -13,16 +14,6 @@ function nameOf (b: Backend | undefined): string | undefined {
   return b === undefined ? undefined : NAMES[Number(b.ip.split('.')[3]) - 1]
 }
 
-/** mulberry32: a tiny seeded PRNG, uniform in [0, 1), so `random` has a known sequence. */
-function mulberry32 (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 type Step =
   /** pick(ip, reset) from the balancer's endpoints, or from `from` (traffic policy Local candidates). */

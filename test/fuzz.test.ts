@@ -6,6 +6,7 @@ import { closeSync, mkdtempSync, openSync, ftruncateSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
+import { mulberry32 } from './helpers.js'
 import { FileError, ValidationError, parseDocument, parseObjects, readDocumentFile } from '../lib/index.js'
 import { MAX_DOCUMENT_BYTES, MAX_STRING_BYTES } from '../lib/model/index.js'
 import { decodeRecord } from '../lib/store/records.js'
@@ -13,17 +14,7 @@ import { decodeRecord } from '../lib/store/records.js'
 const SEED = Number(process.env.FUZZ_SEED ?? (Date.now() % 2 ** 31))
 const DOCS = Number(process.env.FUZZ_DOCS ?? 100_000)
 
-/** mulberry32: small, fast, and the same sequence for the same seed. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32
-  }
-}
-const rand = prng(SEED)
+const rand = mulberry32(SEED)
 const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1))
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T
 const chance = (p: number): boolean => rand() < p

@@ -208,3 +208,14 @@ export async function runCli (args: string[], env: NodeJS.ProcessEnv = {}): Prom
   const [code] = await once(child, 'exit') as [number | null]
   return { code, stdout, stderr }
 }
+
+/** mulberry32: a tiny seeded PRNG, uniform in [0, 1): the same sequence for the same seed. */
+export function mulberry32 (seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6D2B79F5) >>> 0
+    let x = Math.imul(a ^ (a >>> 15), 1 | a)
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+}
