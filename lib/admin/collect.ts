@@ -121,6 +121,11 @@ export async function renderMetrics ({ proxy, health, process: proc }: MetricsIn
   open(x, 'svcproxy_source_last_synced_timestamp_seconds')
   x.sample(src, h.lastSyncedAt / 1000)
 
+  open(x, 'svcproxy_vip_addresses')
+  x.sample('', proxy.vips?.size ?? 0)
+  open(x, 'svcproxy_vip_errors_total')
+  x.sample('', proxy.vips?.errors ?? 0)
+
   // Process.
   const p = await proc.snapshot()
   open(x, 'svcproxy_event_loop_delay_seconds')

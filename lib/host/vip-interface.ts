@@ -35,9 +35,10 @@ export class VipInterface {
   private readonly foreign = new Set<string>()
   /** Addresses that could not be added, with ip's reason (status and metrics read it). */
   readonly failed = new Map<string, string>()
-  /** Addresses added and removed since start (metrics). */
+  /** Addresses added and removed since start, and adds or removes that failed (metrics). */
   added = 0
   removed = 0
+  errors = 0
 
   private constructor (name: string, kind: VipInterface['kind'], present: string[], logger: Logger) {
     this.name = name
@@ -71,6 +72,11 @@ export class VipInterface {
     return [...this.present]
   }
 
+  /** How many addresses are on the link now. */
+  get size (): number {
+    return this.present.size
+  }
+
   /** The address must be local before a frontend binds it: adds those that are not, in one batch. */
   async acquire (ips: Iterable<string>): Promise<void> {
     const want: string[] = []
@@ -102,6 +108,7 @@ export class VipInterface {
         if (why === undefined) this.added++
       } else {
         this.failed.set(ip, why)
+        this.errors++
         this.logger.error({ link: this.name, address: ip, err: why }, 'cannot add service address to the vip interface; its frontends cannot bind')
       }
     })
@@ -136,6 +143,7 @@ export class VipInterface {
     ips.forEach((ip, i) => {
       const why = failed.get(i + 1)
       if (why !== undefined && !/cannot assign|not exist/i.test(why)) {
+        this.errors++
         this.logger.warn({ link: this.name, address: ip, err: why }, 'cannot remove service address from the vip interface')
         return
       }
