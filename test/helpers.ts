@@ -83,9 +83,16 @@ export async function blackhole (t: { teardown: (fn: () => unknown) => void }): 
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** Polls until fn returns true (bounded). */
-export async function until (fn: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<boolean> {
-  const end = Date.now() + timeoutMs
+/**
+ * How long a fact is awaited at least. A test waits on a fact (a pair released, a file applied),
+ * not on the machine being idle: on a loaded machine the fact comes later, not never, so the
+ * bound is only there to turn a real failure into a message before tap's own per-file timeout.
+ */
+export const FACT_WAIT_MS = 60_000
+
+/** Polls until fn returns true; gives up after max(timeoutMs, FACT_WAIT_MS). */
+export async function until (fn: () => boolean | Promise<boolean>, timeoutMs = FACT_WAIT_MS): Promise<boolean> {
+  const end = Date.now() + Math.max(timeoutMs, FACT_WAIT_MS)
   while (Date.now() < end) {
     if (await fn()) return true
     await sleep(10)

@@ -61,10 +61,15 @@ export class VipInterface {
       kind = await createLink(name, logger)
       present = (await linkAddresses(name)) ?? []
     }
-    const up = await runIp(['link', 'set', 'dev', name, 'arp', 'off', 'up'])
-    if (up.code !== 0) throw new VipError(`--vip-interface ${name}: cannot bring the link up: ${up.stderr.trim()}`)
-    logger.info({ link: name, kind, addresses: present.length }, 'vip interface ready')
-    return new VipInterface(name, kind, present, logger)
+    // Left down, as kube-proxy leaves kube-ipvs0 (kubernetes#107662): the addresses are local
+    // all the same (they bind and take routed traffic), the kernel adds 10,000 of them in less
+    // than half the time it needs on a link that is up, and puts no fe80:: address on it.
+    // NOARP: the node must not answer ARP for service addresses on its other links' behalf.
+    const noarp = await runIp(['link', 'set', 'dev', name, 'arp', 'off'])
+    if (noarp.code !== 0) throw new VipError(`--vip-interface ${name}: cannot set the link NOARP: ${noarp.stderr.trim()}`)
+    const v = new VipInterface(name, kind, present, logger)
+    logger.info({ link: name, kind, addresses: v.size }, 'vip interface ready')
+    return v
   }
 
   /** Addresses on the link now (a copy). */
