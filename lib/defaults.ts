@@ -34,6 +34,10 @@ export const DEFAULTS = {
   redisKeyPrefix: '{svcproxy}:',
   /** --sync-period. */
   syncPeriodMs: 30_000,
+  /** --healthz-max-loop-delay: /healthz answers 503 while the event loop is blocked longer; 0 = off. */
+  healthzMaxLoopDelayMs: 2_000,
+  /** createProxy({ strictBind }), library only: a write whose listeners cannot bind resolves (false) or rejects with BindError (true). */
+  strictBind: false,
   /** demo --port. */
   demoPort: 8080,
 } as const

@@ -98,6 +98,41 @@ export class VipError extends SvcproxyError {
   }
 }
 
+/** A listener that could not bind: which service port, where, and why. */
+export interface BindFailure {
+  /** `namespace/name`. */
+  service: string
+  /** The service port's name, or its number when unnamed. */
+  port: string
+  protocol: 'TCP' | 'UDP'
+  /** Which kind of frontend: clusterIP, externalIP, loadBalancer, nodePort, healthCheck. */
+  kind: string
+  /** `host:port` it tried to bind (`[v6]:port` for IPv6). */
+  address: string
+  /** The socket's error, such as `EADDRINUSE: listen EADDRINUSE: address already in use ...`. */
+  error: string
+}
+
+export function formatBindFailure (f: BindFailure): string {
+  return `${f.service}:${f.port} ${f.protocol} ${f.address} (${f.kind}): ${f.error}`
+}
+
+/**
+ * A write was applied but some of its listeners could not bind (only with `strictBind`). The
+ * table holds the change: the desired state is right, and the sockets are retried with backoff.
+ */
+export class BindError extends SvcproxyError {
+  readonly failed: BindFailure[]
+  /** Table revision after the write (the change is applied). */
+  readonly revision: number
+  constructor (failed: BindFailure[], revision: number) {
+    const head = failed.length === 1 ? '1 listener could not bind' : `${failed.length} listeners could not bind`
+    super('SVCPROXY_BIND', `${head} (the change is applied at revision ${revision}; they are retried with backoff):\n${failed.map(formatBindFailure).join('\n')}`)
+    this.failed = failed
+    this.revision = revision
+  }
+}
+
 /**
  * Every code an SvcproxyError can carry, with the class that raises it. The constructor takes
  * only these, so a new code starts here; docs/errors.md says what each means to the user and
@@ -114,6 +149,7 @@ export const ERROR_CODES = {
   SVCPROXY_STORE_CORRUPT: { class: 'StoreError', meaning: 'a store key holds something svcproxy did not write' },
   SVCPROXY_LISTEN: { class: 'AdminListenError', meaning: 'an admin address (--healthz-bind-address, --metrics-bind-address) could not be bound' },
   SVCPROXY_UNREACHABLE: { class: 'UnreachableError', meaning: '`svcproxy status` found no svcproxy answering at the admin address' },
+  SVCPROXY_BIND: { class: 'BindError', meaning: 'a write was applied but some of its listeners could not bind (createProxy strictBind); they are retried' },
   SVCPROXY_VIP: { class: 'VipError', meaning: 'the --vip-interface link cannot be managed: no CAP_NET_ADMIN, no `ip` command, or the link cannot be created' },
 } as const satisfies Record<`SVCPROXY_${string}`, { class: string, meaning: string }>
 

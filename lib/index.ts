@@ -31,9 +31,9 @@ export { parseDuration } from './util/duration.js'
 // Errors
 export {
   SvcproxyError, ValidationError, ConfigError, FileError, NotFoundError, ClosedError, StoreError,
-  AdminListenError, UnreachableError, ERROR_CODES, formatIssue,
+  AdminListenError, UnreachableError, BindError, ERROR_CODES, formatIssue,
 } from './errors.js'
-export type { ValidationIssue, ErrorCode } from './errors.js'
+export type { ValidationIssue, ErrorCode, BindFailure } from './errors.js'
 
 // Sources: where the desired state comes from
 export { watchConfigFile } from './sources/file.js'

@@ -96,7 +96,7 @@ function fakeMetricsInput (): MetricsInput {
     balancer: { affinityEntries: 0, endpoints: [endpoint] },
   }
   const proxy = {
-    dataplane: { runtimes: new Map([[rt.id, rt]]), frontends: new Map([['f', { state: 'listening' }]]) },
+    dataplane: { runtimes: new Map([[rt.id, rt]]), frontends: new Map([['f', { state: 'listening' }]]), inError: 0, bindFailures: 0 },
     syncStats: { duration: new Histogram([0.001, 0.002]), lastSyncAt: 0, errors: 0 },
     table: { revision: 1 },
     limits: { acceptErrors: 0 },

@@ -112,6 +112,10 @@ export async function renderMetrics ({ proxy, health, process: proc }: MetricsIn
   for (const fe of proxy.dataplane.frontends.values()) byState[fe.state]++
   open(x, 'svcproxy_listeners')
   for (const [state, n] of Object.entries(byState)) x.sample(`state="${state}"`, n)
+  open(x, 'svcproxy_frontends_in_error')
+  x.sample('', proxy.dataplane.inError)
+  open(x, 'svcproxy_bind_failures_total')
+  x.sample('', proxy.dataplane.bindFailures)
   const h = health()
   const src = labels({ source: h.kind })
   open(x, 'svcproxy_source_synced')

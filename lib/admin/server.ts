@@ -7,7 +7,7 @@ import type { ServiceProxy } from '../api/service-proxy.js'
 import { apiHealth, type SourceHealth } from '../sources/health.js'
 import { attachAccessLog } from './access-log.js'
 import { renderMetrics } from './collect.js'
-import { healthz, readyz } from './health.js'
+import { LoopWatchdog, healthz, readyz } from './health.js'
 import { EXPOSITION_CONTENT_TYPE } from './metrics.js'
 import { ProcessStats } from './process-stats.js'
 import { type EndpointRow, serializeEndpoints, serializeHealthz, serializeServices } from './serialize.js'
@@ -45,6 +45,11 @@ export interface AdminServerOptions {
   metricsBindAddress?: string
   /** Log one line per connection end (--access-log). */
   accessLog?: boolean
+  /**
+   * --healthz-max-loop-delay in ms: /healthz answers 503 while the event loop is blocked longer
+   * than this (health.ts LoopWatchdog). Default DEFAULTS.healthzMaxLoopDelayMs; 0: off.
+   */
+  maxLoopDelayMs?: number
   logger?: Logger
 }
 
@@ -68,7 +73,10 @@ export async function createAdminServer (opts: AdminServerOptions): Promise<Admi
   const { proxy } = opts
   const log = opts.logger ?? pino({ level: 'silent' })
   const health = opts.health ?? (() => apiHealth(proxy.table.revision, proxy.syncStats.lastSyncAt))
+  const maxLoopDelayMs = opts.maxLoopDelayMs ?? DEFAULTS.healthzMaxLoopDelayMs
+  if (typeof maxLoopDelayMs !== 'number' || !(maxLoopDelayMs >= 0)) throw new ConfigError(`maxLoopDelayMs: expected a duration in ms >= 0, got ${String(maxLoopDelayMs)}`)
   const proc = new ProcessStats()
+  const watchdog = maxLoopDelayMs > 0 ? new LoopWatchdog(maxLoopDelayMs, log) : null
   let stopping = false
 
   const send = (res: ServerResponse, status: number, type: string, body: string): void => {
@@ -77,12 +85,12 @@ export async function createAdminServer (opts: AdminServerOptions): Promise<Admi
   }
   const healthRoutes: Record<string, Route> = {
     '/healthz': (_req, res) => {
-      const a = healthz(health())
+      const a = healthz(health(), Date.now(), watchdog?.blocked() ?? false)
       send(res, a.status, 'application/json', serializeHealthz(a.body))
     },
     '/livez': (_req, res) => { send(res, 200, 'text/plain; charset=utf-8', 'ok\n') },
     '/readyz': (_req, res) => {
-      const a = readyz(health(), stopping)
+      const a = readyz(health(), stopping, proxy.listenersInError())
       send(res, a.status, 'text/plain; charset=utf-8', a.body)
     },
   }
@@ -107,6 +115,7 @@ export async function createAdminServer (opts: AdminServerOptions): Promise<Admi
   const started: Server[] = []
   const close = async (): Promise<void> => {
     proc.close()
+    watchdog?.close()
     detachAccessLog()
     await Promise.all(started.map((s) => new Promise<void>((resolve) => {
       s.close(() => resolve())

@@ -54,6 +54,13 @@ export interface ProxyOptions {
   maxConnections?: number
   /** --tcp-idle-timeout in ms: established TCP connections with no bytes either way this long are closed. 0 or absent: off (kube-proxy's default). */
   tcpIdleTimeoutMs?: number
+  /**
+   * What a write (apply, write, replace, delete) does when some of its listeners cannot bind
+   * (EADDRINUSE, EADDRNOTAVAIL, ...). false (default): it resolves and lists them in
+   * `ApplyResult.failed`. true: it rejects with BindError (SVCPROXY_BIND) naming them. Either
+   * way the change stays applied and the listeners are retried with backoff (docs/api.md).
+   */
+  strictBind?: boolean
 }
 
 /** ProxyOptions with every default filled in and every value checked. */
@@ -89,6 +96,7 @@ export function resolveOptions (o: ProxyOptions): ResolvedOptions {
     maxConnections: int(o, 'maxConnections', DEFAULTS.maxConnections, 0, MAX_CONNECTIONS_LIMIT),
     tcpIdleTimeoutMs: num(o, 'tcpIdleTimeoutMs', DEFAULTS.tcpIdleTimeoutMs, 0, Number.MAX_SAFE_INTEGER, 'a duration in ms >= 0'),
     vipInterface: str(o, 'vipInterface', ''),
+    strictBind: bool(o, 'strictBind', DEFAULTS.strictBind),
   }
   if (r.vipInterface !== '' && !/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,14}$/.test(r.vipInterface)) {
     throw new ConfigError(`vipInterface: expected a link name of 1-15 letters, digits, "_", "-" or ".", got ${describe(r.vipInterface)}`)
@@ -105,7 +113,7 @@ export function resolveOptions (o: ProxyOptions): ResolvedOptions {
   return r
 }
 
-const KNOWN = new Set<string>(['logger', 'ephemeralPorts', 'serviceClusterIPRange', 'serviceNodePortRange', 'loadBalancer', 'hostname', 'bindAddress', 'nodePortAddresses', 'udpTimeoutMs', 'udpMaxSessions', 'engine', 'pooledReads', 'maxConnections', 'tcpIdleTimeoutMs', 'vipInterface'] satisfies Array<keyof ProxyOptions>)
+const KNOWN = new Set<string>(['logger', 'ephemeralPorts', 'serviceClusterIPRange', 'serviceNodePortRange', 'loadBalancer', 'hostname', 'bindAddress', 'nodePortAddresses', 'udpTimeoutMs', 'udpMaxSessions', 'engine', 'pooledReads', 'maxConnections', 'tcpIdleTimeoutMs', 'vipInterface', 'strictBind'] satisfies Array<keyof ProxyOptions>)
 
 type Key = keyof ProxyOptions
 

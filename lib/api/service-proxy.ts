@@ -3,7 +3,7 @@ import { networkInterfaces } from 'node:os'
 import type { Logger } from 'pino'
 import { Backend } from '../balancer/backend.js'
 import type { Algorithm } from '../balancer/balancer.js'
-import { ClosedError, NotFoundError } from '../errors.js'
+import { BindError, type BindFailure, ClosedError, NotFoundError } from '../errors.js'
 import { parseObjects } from '../model/document.js'
 import type { KubeObject, ObjectKind } from '../model/types.js'
 import { type ProxyOptions, resolveOptions } from './options.js'
@@ -25,6 +25,12 @@ export interface ApplyResult {
   warnings: string[]
   /** `namespace/name` of the services whose serving state was recomputed. */
   changed: string[]
+  /**
+   * Listeners of the changed services that could not bind (EADDRINUSE, EADDRNOTAVAIL, ...).
+   * The change is applied all the same; they are retried with backoff. With `strictBind` the
+   * write rejects with BindError instead.
+   */
+  failed: BindFailure[]
 }
 
 export interface FrontendStatus {
@@ -90,6 +96,7 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
   private connectionIds = 0
   private closed = false
   private readonly nodePortCidrs: ReturnType<typeof parseCidr>[] | null
+  private readonly strictBind: boolean
 
   constructor (options: ProxyOptions = {}) {
     super()
@@ -99,6 +106,7 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
     this.hostname = opts.hostname
     this.nodePortCidrs = opts.nodePortAddresses.length > 0 ? opts.nodePortAddresses.map((c) => parseCidr(c, '--nodeport-addresses')) : null
     this.limits = new ConnectionLimits(opts.maxConnections)
+    this.strictBind = opts.strictBind
     // The VIP interface opens before the first write: every write waits for it, and when it
     // cannot open (no CAP_NET_ADMIN) every write fails with its VipError, changing nothing.
     this.opening = opts.vipInterface === '' ? Promise.resolve() : this.openVips(opts.vipInterface)
@@ -111,6 +119,7 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
       algorithm: opts.loadBalancer,
       hostname: this.hostname,
       nodePortHosts: () => this.nodePortHosts(opts.bindAddress),
+      retryDue: () => { void this.retryFailedListeners() },
       ctx: {
         events: this,
         logger: this.logger,
@@ -139,7 +148,7 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
 
   /** Validates raw Kubernetes objects (as kubectl prints them) and creates or replaces them. */
   apply (objects: unknown, file = '<apply>'): Promise<ApplyResult> {
-    return this.enqueue(async () => {
+    return this.enqueueWrite(async () => {
       const doc = parseObjects(Array.isArray(objects) ? objects : [objects], file)
       return await this.serve(this.table.write(doc.objects, [], file), doc.warnings)
     })
@@ -147,24 +156,44 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
 
   /** Writes already-validated objects: upserts and deletes in one atomic step. */
   write (upserts: KubeObject[], deletes: ObjectRef[], file = '<write>'): Promise<ApplyResult> {
-    return this.enqueue(async () => {
+    return this.enqueueWrite(async () => {
       return await this.serve(this.table.write(upserts, deletes, file))
     })
   }
 
   /** Makes the proxy serve exactly `objects` (a config file or snapshot is the whole truth). */
   replace (objects: KubeObject[], file = '<replace>'): Promise<ApplyResult> {
-    return this.enqueue(async () => {
+    return this.enqueueWrite(async () => {
       return await this.serve(this.table.replaceAll(objects, file))
     })
   }
 
   /** Deletes objects by reference (`Service ns/name`, or ObjectRef). Unknown objects are ignored. */
   delete (...refs: Array<ObjectRef | string>): Promise<ApplyResult> {
-    return this.enqueue(async () => {
+    return this.enqueueWrite(async () => {
       const parsed = refs.map((r) => (typeof r === 'string' ? parseRef(r) : r))
       return await this.serve(this.table.write([], parsed, '<delete>'))
     })
+  }
+
+  /**
+   * Binds every listener in error again now, in the write queue. The sources call it at each
+   * resync and on SIGHUP (the backoff timer does too); resolves at once when none failed, and
+   * never rejects.
+   */
+  retryFailedListeners (): Promise<void> {
+    if (this.closed || this.dataplane.inError === 0) return Promise.resolve()
+    const retry = async (): Promise<void> => { await this.dataplane.retryFailed() }
+    const run = this.queue.then(retry, retry).catch((err: unknown) => {
+      this.logger.error({ err: (err as Error).message }, 'retrying failed listeners failed')
+    })
+    this.queue = run
+    return run
+  }
+
+  /** Listeners that could not bind and are being retried (/readyz names them). */
+  listenersInError (): BindFailure[] {
+    return this.dataplane.listenersInError()
   }
 
   /**
@@ -249,7 +278,17 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
       this.pruned = true
       await this.vips.prune()
     }
-    return { revision: this.table.revision, warnings, changed: [...changed] }
+    return { revision: this.table.revision, warnings, changed: [...changed], failed: this.dataplane.failuresOf(changed) }
+  }
+
+  /** A write; with strictBind, one whose listeners could not all bind rejects (applied all the same). */
+  private enqueueWrite (fn: () => Promise<ApplyResult>): Promise<ApplyResult> {
+    const run = this.enqueue(fn)
+    if (!this.strictBind) return run
+    return run.then((r) => {
+      if (r.failed.length > 0) throw new BindError(r.failed, r.revision)
+      return r
+    })
   }
 
   private enqueue<T> (fn: () => Promise<T>): Promise<T> {

@@ -2,6 +2,8 @@ import type { Logger } from 'pino'
 import { type AdminServer, createAdminServer } from '../admin/server.js'
 import type { ServiceProxy } from '../api/service-proxy.js'
 import type { SourceHealth } from '../sources/health.js'
+import { DEFAULTS } from '../defaults.js'
+import { formatDuration, parseDuration } from '../util/duration.js'
 import { type FlagValues, str } from './flags.js'
 
 /**
@@ -16,6 +18,7 @@ export async function startAdminFromFlags (values: FlagValues, proxy: ServicePro
     healthzBindAddress: str(values, 'healthz-bind-address') ?? '',
     metricsBindAddress: str(values, 'metrics-bind-address') ?? '',
     accessLog: values['access-log'] === true,
+    maxLoopDelayMs: parseDuration(str(values, 'healthz-max-loop-delay') ?? formatDuration(DEFAULTS.healthzMaxLoopDelayMs), '--healthz-max-loop-delay'),
   })
   if (admin.healthzUrl !== null) err(`svcproxy: healthz on ${admin.healthzUrl}/healthz`)
   if (admin.metricsUrl !== null) err(`svcproxy: metrics on ${admin.metricsUrl}/metrics`)

@@ -41,7 +41,9 @@ export async function status (values: FlagValues, out: (line: string) => void): 
 export function renderStatus (doc: ServicesDoc): string[] {
   const sps = doc.services
   const active = sps.reduce((n, s) => n + s.active, 0)
-  const lines = [`revision ${doc.revision}, ${sps.length} service port${sps.length === 1 ? '' : 's'}, ${active} active connection${active === 1 ? '' : 's'}`, '']
+  const broken = listenersInError(sps)
+  const errorsNote = broken.length === 0 ? '' : `, ${broken.length} listener${broken.length === 1 ? '' : 's'} in error (not ready)`
+  const lines = [`revision ${doc.revision}, ${sps.length} service port${sps.length === 1 ? '' : 's'}, ${active} active connection${active === 1 ? '' : 's'}${errorsNote}`, '']
   if (sps.length === 0) return [...lines, 'No service ports.']
   lines.push(...table(
     ['NAMESPACE', 'NAME', 'PORT', 'PROTOCOL', 'TYPE', 'ADDRESSES', 'ENDPOINTS', 'ACTIVE', 'ACCEPTED', 'DIAL-FAILS'],
@@ -52,7 +54,19 @@ export function renderStatus (doc: ServicesDoc): string[] {
     lines.push('')
     lines.push(...table(['SERVICE', 'PORT', 'ENDPOINT', 'NODE', 'READY', 'ACTIVE', 'ACCEPTED', 'DIAL-FAILS'], eps))
   }
+  if (broken.length > 0) {
+    lines.push('', 'Listeners in error (could not bind; retried with backoff, /readyz answers 503 meanwhile):')
+    lines.push(...table(['SERVICE', 'PORT', 'ADDRESS', 'KIND', 'ERROR'], broken))
+  }
   return lines
+}
+
+/** One row per frontend that could not bind: service, port, address, kind, error. */
+function listenersInError (sps: ServicePortStatus[]): string[][] {
+  return sps.flatMap((s) => s.frontends.filter((f) => f.state === 'error').map((f) => {
+    const host = f.address.includes(':') ? `[${f.address}]` : f.address
+    return [`${s.namespace}/${s.name}`, s.port, `${host}:${f.port}`, f.kind, f.error]
+  }))
 }
 
 function addresses (fes: FrontendStatus[]): string {

@@ -1,4 +1,5 @@
 import type { Algorithm } from '../balancer/balancer.js'
+import type { BindFailure } from '../errors.js'
 import type { Service } from '../model/types.js'
 import type { ServicePortState, Table } from '../table/table.js'
 import { type DataPlaneContext, type Frontend, type FrontendSpec, frontendKey } from '../frontend/contract.js'
@@ -30,6 +31,23 @@ export interface DataPlaneOptions {
   hostname: string
   /** Addresses NodePorts listen on (already resolved from --nodeport-addresses / --bind-address). */
   nodePortHosts: () => string[]
+  /**
+   * The backoff timer says failed listeners are due for a retry. The proxy runs retryFailed()
+   * in its write queue (a retry must not interleave with a sync); default: at once.
+   */
+  retryDue?: () => void
+}
+
+/** Failed binds are retried on their own: first after about 1 s, doubling up to 30 s, each jittered by ±25%. */
+export const BIND_RETRY_MIN_MS = 1000
+export const BIND_RETRY_MAX_MS = 30_000
+
+/** A listener in a failure episode: from its first failed bind until one succeeds or it is removed. */
+interface FailedBind {
+  /** The frontend whose bind failed last (closed; a retry binds a fresh one). */
+  fe: Frontend
+  /** Retries that failed too (logged at debug only). */
+  retries: number
 }
 
 /**
@@ -46,8 +64,12 @@ export class DataPlane {
   private readonly frontendsBySvc = new Map<string, Set<string>>()
   /** Frontends no longer accepting whose connections may still be finishing. */
   private readonly retired = new Set<Frontend>()
-  /** Frontends whose socket could not bind: retried on the next sync. */
-  private readonly failed = new Set<Frontend>()
+  /** Listeners whose socket could not bind, by key: retried with backoff, at every sync and on retryFailed(). */
+  private readonly failed = new Map<string, FailedBind>()
+  private retryTimer: NodeJS.Timeout | null = null
+  private retryDelayMs = BIND_RETRY_MIN_MS
+  /** Failure episodes since start (svcproxy_bind_failures_total): a listener failing again on retry is not counted again. */
+  bindFailures = 0
   private readonly opts: DataPlaneOptions
   private closed = false
   /** --vip-interface: addresses are added before their first frontend binds, removed after their last goes. */
@@ -81,14 +103,63 @@ export class DataPlane {
     const vips = this.vips
     if (vips !== null) await vips.acquire(created.filter((fe) => onVip(fe.spec)).map((fe) => fe.spec.host))
     const opening = created.map(async (fe) => { await fe.open(); this.reportBind(fe) })
-    // A port that could not bind is retried on every change (kube-proxy retried on each sync).
+    // A port that could not bind is also retried on every change (kube-proxy retried on each sync).
     // Only the failed ones are visited, so a change costs O(changed), not O(all listeners).
-    for (const fe of [...this.failed]) {
-      this.failed.delete(fe)
-      if (this.frontends.get(fe.spec.key) === fe) opening.push(this.reopen(fe))
-    }
+    for (const f of [...this.failed.values()]) opening.push(this.reopen(f.fe))
     await Promise.all(opening)
     if (vips !== null && gone.length > 0) await vips.release(gone)
+    this.scheduleRetry()
+  }
+
+  /** Listeners in error now. */
+  get inError (): number {
+    return this.failed.size
+  }
+
+  /**
+   * Binds every failed listener again (the backoff timer, a resync, SIGHUP). Costs nothing when
+   * none failed. The caller serializes it with sync() (ServiceProxy.retryFailedListeners).
+   */
+  async retryFailed (): Promise<void> {
+    if (this.closed || this.failed.size === 0) return
+    await Promise.all([...this.failed.values()].map(async (f) => { await this.reopen(f.fe) }))
+    this.scheduleRetry()
+  }
+
+  /** Every listener in error now, sorted by service. */
+  listenersInError (): BindFailure[] {
+    return [...this.failed.values()].map((f) => describeFailure(f.fe)).sort(byService)
+  }
+
+  /** The listeners of these services that are in error (what a write reports in ApplyResult.failed). */
+  failuresOf (svcKeys: Iterable<string>): BindFailure[] {
+    const out: BindFailure[] = []
+    for (const svc of svcKeys) {
+      for (const key of this.frontendsBySvc.get(svc) ?? []) {
+        const f = this.failed.get(key)
+        if (f !== undefined) out.push(describeFailure(f.fe))
+      }
+    }
+    return out.sort(byService)
+  }
+
+  /** One timer for the whole data plane, unref'd: armed while any listener is in error. */
+  private scheduleRetry (): void {
+    if (this.failed.size === 0 || this.closed) {
+      this.retryDelayMs = BIND_RETRY_MIN_MS
+      if (this.retryTimer !== null) clearTimeout(this.retryTimer)
+      this.retryTimer = null
+      return
+    }
+    if (this.retryTimer !== null) return
+    const ms = Math.round(this.retryDelayMs * (0.75 + Math.random() * 0.5))
+    this.retryDelayMs = Math.min(this.retryDelayMs * 2, BIND_RETRY_MAX_MS)
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null
+      if (this.opts.retryDue !== undefined) this.opts.retryDue()
+      else void this.retryFailed()
+    }, ms)
+    this.retryTimer.unref()
   }
 
   /** Updates one service's runtimes and frontends; new frontends go to `created` (not yet open), the VIPs of removed ones to `gone`. */
@@ -153,27 +224,51 @@ export class DataPlane {
   }
 
   private retire (fe: Frontend): void {
+    // A listener removed or replaced while in error ends its episode (a replacement starts afresh).
+    if (this.failed.get(fe.spec.key)?.fe === fe) this.failed.delete(fe.spec.key)
     fe.close(false)
     for (const r of this.retired) if (r.openCount() === 0) this.retired.delete(r)
     if (fe.openCount() > 0) this.retired.add(fe)
   }
 
   private async reopen (fe: Frontend): Promise<void> {
+    const key = fe.spec.key
+    if (this.frontends.get(key) !== fe) {
+      if (this.failed.get(key)?.fe === fe) this.failed.delete(key)
+      return
+    }
     fe.close(false)
     const next = createFrontend(fe.spec, fe.rt, this.opts.ctx)
-    this.frontends.set(fe.spec.key, next)
+    this.frontends.set(key, next)
     await next.open()
     this.reportBind(next)
   }
 
+  /**
+   * Logs a bind once per episode: the first failure (error, counted), the recovery (info);
+   * failed retries in between at debug only.
+   */
   private reportBind (fe: Frontend): void {
     const log = this.opts.ctx.logger
     const where = { service: fe.rt.id, protocol: fe.spec.protocol, address: `${fe.spec.host}:${fe.spec.port}`, kind: fe.spec.kind }
+    const key = fe.spec.key
+    const episode = this.failed.get(key)
     if (fe.state === 'error') {
-      this.failed.add(fe)
-      log.error({ ...where, err: fe.error }, 'cannot listen; will retry on the next change')
+      if (episode === undefined) {
+        this.failed.set(key, { fe, retries: 0 })
+        this.bindFailures++
+        log.error({ ...where, err: fe.error }, 'cannot listen; retrying with backoff')
+      } else {
+        episode.fe = fe
+        episode.retries++
+        log.debug({ ...where, err: fe.error, retries: episode.retries }, 'still cannot listen')
+      }
+    } else if (fe.state === 'listening') {
+      if (episode !== undefined) {
+        this.failed.delete(key)
+        log.info({ ...where, boundPort: fe.boundPort, retries: episode.retries + 1 }, 'listening again after failing to bind')
+      } else log.info({ ...where, boundPort: fe.boundPort }, 'listening')
     }
-    else if (fe.state === 'listening') log.info({ ...where, boundPort: fe.boundPort }, 'listening')
   }
 
   /** Every address a service port is exposed on, with the traffic policy that applies there. */
@@ -220,6 +315,7 @@ export class DataPlane {
    */
   async close (): Promise<void> {
     this.closed = true
+    this.scheduleRetry() // clears the timer
     this.idle?.stop()
     clearInterval(this.fdProbe)
     const all = [...this.frontends.values(), ...this.retired]
@@ -231,4 +327,15 @@ export class DataPlane {
     this.retired.clear()
   }
 
+}
+
+function describeFailure (fe: Frontend): BindFailure {
+  const host = fe.spec.host.includes(':') ? `[${fe.spec.host}]` : fe.spec.host
+  return { service: `${fe.rt.namespace}/${fe.rt.service}`, port: fe.rt.portLabel, protocol: fe.spec.protocol, kind: fe.spec.kind, address: `${host}:${fe.spec.port}`, error: fe.error }
+}
+
+function byService (a: BindFailure, b: BindFailure): number {
+  const x = `${a.service}:${a.port} ${a.address}`
+  const y = `${b.service}:${b.port} ${b.address}`
+  return x < y ? -1 : x > y ? 1 : 0
 }

@@ -160,7 +160,9 @@ export async function watchConfigFile (path: string, proxy: ServiceProxy, opts: 
     health: () => ({ kind: 'file', synced: lastSyncedAt > 0, stale: false, reason: lastError === null ? '' : 'last edit rejected', lastSyncedAt, revision: proxy.table.revision }),
     reload: async () => {
       lastHash = '' // an explicit reload re-applies even an unchanged file
-      return await run()
+      const ok = await run()
+      await proxy.retryFailedListeners() // SIGHUP rebinds listeners in error, even when the file is rejected
+      return ok
     },
     close: () => {
       closed = true
