@@ -114,7 +114,7 @@ t.test('an invalid file writes nothing; an unreachable store fails fast with one
   await writeFile(good, JSON.stringify([svc('ok')]))
   const down2 = await cmd(['apply', '-f', good, '--redis', r.url])
   t.equal(down2.code, 1)
-  t.match(down2.stderr, /svcproxy apply: redis:\/\/127\.0\.0\.1:\d+: /)
+  t.match(down2.stderr, /svcproxy apply: cannot reach the store at redis:\/\/127\.0\.0\.1:\d+: connection refused/)
   t.equal(down2.stderr.trim().split('\n').length, 1, down2.stderr)
 })
 

@@ -124,6 +124,8 @@ export async function renderMetrics ({ proxy, health, process: proc }: MetricsIn
   x.sample(src, h.stale ? 1 : 0)
   open(x, 'svcproxy_source_last_synced_timestamp_seconds')
   x.sample(src, h.lastSyncedAt / 1000)
+  open(x, 'svcproxy_source_timeouts_total')
+  x.sample(src, h.timeouts ?? 0)
 
   open(x, 'svcproxy_vip_addresses')
   x.sample('', proxy.vips?.size ?? 0)

@@ -54,6 +54,7 @@ export const METRIC_FAMILIES = {
   svcproxy_source_synced: { type: 'gauge', labels: ['source'], help: '1 once the source delivered its first full state (/readyz), else 0.' },
   svcproxy_source_stale: { type: 'gauge', labels: ['source'], help: '1 while the served state may be out of date (/healthz answers 503), else 0.' },
   svcproxy_source_last_synced_timestamp_seconds: { type: 'gauge', labels: ['source'], help: 'Unix time the source last confirmed the served state; 0 before the first.' },
+  svcproxy_source_timeouts_total: { type: 'counter', labels: ['source'], help: 'Requests to the source (Redis: store commands) that got no answer within their deadline; each marks the source stale and reconnects.' },
   svcproxy_vip_addresses: { type: 'gauge', labels: [], help: 'Service addresses held on the --vip-interface link (0 without it).' },
   svcproxy_vip_errors_total: { type: 'counter', labels: [], help: 'Service addresses that could not be added to or removed from the --vip-interface link; a frontend on an address not added cannot bind.' },
 

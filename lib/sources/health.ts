@@ -15,6 +15,8 @@ export interface SourceHealth {
   lastSyncedAt: number
   /** Source revision last applied (file: a counter; Redis: the store revision). */
   revision: number
+  /** Requests to the source left unanswered past their deadline since start (Redis: store commands). */
+  timeouts?: number
 }
 
 /** The library-API "source": whatever the caller applies is, by definition, current. */

@@ -15,6 +15,13 @@ export interface ConnectOptions {
    * daemons keep retrying with backoff.
    */
   failFast?: boolean
+  /**
+   * A connection with a command out that receives nothing for this long counts as dead: it is
+   * dropped (its commands fail) and reconnected. A SIGSTOPped server or a partition that drops
+   * packets answers nothing while the TCP connection stays up; without a deadline every command
+   * would simply wait. Data flowing resets the clock, so a long reply is never cut.
+   */
+  timeoutMs?: number
 }
 
 export interface ParsedRedisUrl {
@@ -90,6 +97,7 @@ export function createClient (url: string, opts: ConnectOptions = {}): RedisClie
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
     connectTimeout: 5000,
+    ...(opts.timeoutMs !== undefined ? { socketTimeout: opts.timeoutMs } : {}),
     retryStrategy: (n: number) => (opts.failFast === true && n > 2 ? null : backoffMs(n)),
     ...(p.username !== '' ? { username: p.username } : {}),
     ...(p.password !== '' ? { password: p.password } : {}),
@@ -137,4 +145,60 @@ export async function closeClient (client: RedisClient): Promise<void> {
     await Promise.race([client.quit().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 500))])
   }
   client.disconnect()
+}
+
+/** The deadline of `timeoutMs` passed: the server stopped answering (hung, or packets dropped). */
+export function isStoreTimeout (err: unknown): boolean {
+  return /^Socket timeout\b|^Command timed out\b/.test(messageOf(err))
+}
+
+/** The command never reached a connected server (ioredis words this after its own options). */
+export function isNotConnected (err: unknown): boolean {
+  return /max retries per request|Stream isn't writeable|enableOfflineQueue|^Connection is closed|^connection closed/i.test(messageOf(err))
+}
+
+/** Redis answered, refusing the command for what a key holds (a type svcproxy did not write there). */
+export function isWrongType (err: unknown): boolean {
+  return (err as { name?: unknown } | null)?.name === 'ReplyError' && /\bWRONGTYPE\b/.test(messageOf(err))
+}
+
+/** Redis answered with an error about its own state (auth, loading, failover, busy script). */
+export function isServerRefusal (err: unknown): boolean {
+  return (err as { name?: unknown } | null)?.name === 'ReplyError' && /^(NOAUTH|WRONGPASS|LOADING|MASTERDOWN|CLUSTERDOWN|READONLY|BUSY|TRYAGAIN|NOPERM|OOM|MISCONF)\b/.test(messageOf(err))
+}
+
+/**
+ * What went wrong talking to the store, in words for logs, health and CLI errors. ioredis words
+ * its own machinery ("max retries per request limit (which is 0)", "Stream isn't writeable and
+ * enableOfflineQueue options is false"); an operator needs what the store did.
+ */
+export function describeStoreError (err: unknown): string {
+  const msg = messageOf(err)
+  const code = (err as { code?: unknown } | null)?.code
+  const has = (c: string): boolean => code === c || msg.includes(c)
+  const timeout = /^Socket timeout\. .* in (\d+)ms/.exec(msg)
+  if (timeout !== null) return `no answer within ${seconds(Number(timeout[1]))} (the server is hung, or the network drops packets)`
+  if (/^Command timed out/.test(msg)) return 'no answer in time (the server is hung, or the network drops packets)'
+  if (has('ECONNREFUSED')) return 'connection refused (nothing listens there)'
+  if (has('ENOTFOUND') || has('EAI_AGAIN')) return 'host name not found'
+  if (has('ETIMEDOUT')) return 'connection attempt timed out'
+  if (has('EHOSTUNREACH') || has('ENETUNREACH')) return 'host unreachable'
+  if (has('ECONNRESET') || has('EPIPE')) return 'connection reset by the server'
+  if (/^NOAUTH/.test(msg)) return 'the server requires a password (redis://:PASSWORD@HOST)'
+  if (/^WRONGPASS|invalid password|invalid username-password/i.test(msg)) return 'wrong user name or password'
+  if (/^LOADING/.test(msg)) return 'the server is still loading its data'
+  if (/All sentinels are unreachable/.test(msg)) return 'no sentinel answered'
+  if (/Failed to refresh slots cache|None of startup nodes is available|Cluster isn't ready/.test(msg)) return 'no cluster node answered'
+  if (isNotConnected(err)) return 'not connected'
+  // A server's own error text ("BUSY Redis is busy running a script", "READONLY ...") is kept.
+  return msg.replace(/ script: [0-9a-f]{40}, on @user_script:\d+\.?$/, '')
+}
+
+function messageOf (err: unknown): string {
+  if (err instanceof Error) return err.message
+  return typeof err === 'string' ? err : String(err)
+}
+
+function seconds (ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(1)}s`
 }

@@ -2,8 +2,10 @@
 // Writers (lib/store/store.ts) and readers (lib/sources/redis.ts) share only this.
 
 import { DEFAULTS } from '../defaults.js'
+import { StoreError } from '../errors.js'
 import type { ObjectKind } from '../model/types.js'
 import type { ObjectRef } from '../table/refs.js'
+import type { RedisClient } from './connect.js'
 
 /**
  * The braces are a Cluster hash tag: every key lands in one slot, so one Lua script may touch
@@ -27,6 +29,39 @@ export interface StoreKeys {
 
 export function storeKeys (prefix = DEFAULT_PREFIX): StoreKeys {
   return { objects: `${prefix}objects`, rev: `${prefix}rev`, feed: `${prefix}feed`, epoch: `${prefix}epoch` }
+}
+
+/** The Redis type each key holds when svcproxy wrote it (an absent key is fine too). */
+export const KEY_TYPES: Readonly<Record<keyof StoreKeys, string>> = { objects: 'hash', rev: 'string', feed: 'stream', epoch: 'string' }
+
+/** The revision key's value (null: never written = 0); anything but a whole number is corruption. */
+export function parseRevision (value: unknown, key: string): number {
+  const text = typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : value == null ? '0' : String(value)
+  const n = Number(text)
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n)) {
+    throw new StoreError('SVCPROXY_STORE_CORRUPT', `${key} holds ${JSON.stringify(text.slice(0, 40))}, not a revision number`)
+  }
+  return n
+}
+
+/**
+ * The keys that hold something svcproxy did not write: a Redis type other than its own (a
+ * WRONGTYPE error inside a script names no key, so the keys are checked one by one), or a
+ * revision that is not a number. One sentence per key, naming it.
+ */
+export async function corruptKeys (client: RedisClient, keys: StoreKeys): Promise<Array<{ key: string, problem: string }>> {
+  const found: Array<{ key: string, problem: string }> = []
+  for (const name of Object.keys(KEY_TYPES) as Array<keyof StoreKeys>) {
+    const key = keys[name]
+    const want = KEY_TYPES[name]
+    const type = await client.type(key)
+    if (type !== 'none' && type !== want) {
+      found.push({ key, problem: `${key} holds a Redis ${type} where svcproxy keeps a ${want}` })
+    } else if (name === 'rev' && type === 'string') {
+      try { parseRevision(await client.get(key), key) } catch (err) { found.push({ key, problem: (err as Error).message }) }
+    }
+  }
+  return found
 }
 
 /** One change inside a revision. `obj` is the stored JSON text (puts only). */

@@ -8,9 +8,9 @@ import { parseDocument, readDocumentFile } from '../model/document.js'
 import { type KubeObject, objectKey } from '../model/types.js'
 import { type ObjectRef, parseRef } from '../table/refs.js'
 import { Table } from '../table/table.js'
-import { type RedisClient, closeClient, createClient, redactUrl } from './connect.js'
+import { type RedisClient, closeClient, createClient, describeStoreError, isNotConnected, isServerRefusal, redactUrl } from './connect.js'
 import { decodeRecord, recordsOf, withAllocations } from './records.js'
-import { COMMIT_SCRIPT, DEFAULT_FEED_MAX_LEN, DEFAULT_PREFIX, LIST_SCRIPT, READ_FOR_WRITE_SCRIPT, type FeedOp, type StoreKeys, storeKeys } from './schema.js'
+import { COMMIT_SCRIPT, DEFAULT_FEED_MAX_LEN, DEFAULT_PREFIX, LIST_SCRIPT, READ_FOR_WRITE_SCRIPT, type FeedOp, type StoreKeys, corruptKeys, parseRevision, storeKeys } from './schema.js'
 
 export interface StoreOptions {
   /** redis://, rediss://, redis+sentinel://, redis+cluster:// (see connect.ts). Ignored when `client` is given. */
@@ -72,7 +72,7 @@ export class RedisStore {
   readonly client: RedisClient
   private readonly owned: boolean
   private readonly opts: StoreOptions
-  /** Last connection error ioredis reported: commands only say "max retries", this says why. */
+  /** Last connection error, in words: a command sent while disconnected only says "not connected". */
   private lastConnError = ''
   /** Stored services already validated, by key, with the text they were parsed from. */
   private parsed = new Map<string, { text: string, obj: KubeObject }>()
@@ -88,7 +88,7 @@ export class RedisStore {
       this.client = createClient(opts.url, { connectionName: 'svcproxy-writer', failFast: opts.failFast ?? true })
       this.owned = true
     }
-    this.client.on('error', (err: Error) => { this.lastConnError = err.message })
+    this.client.on('error', (err: Error) => { this.lastConnError = describeStoreError(err) })
     this.client.on('ready', () => { this.lastConnError = '' })
   }
 
@@ -153,8 +153,7 @@ export class RedisStore {
 
   /** Everything stored, read at one revision. */
   async snapshot (): Promise<StoreSnapshot> {
-    const reply = await this.run(() => this.client.call('EVAL', [LIST_SCRIPT, 4, ...this.keyList()]))
-    return parseListReply(reply)
+    return await this.run(async () => parseListReply(await this.client.call('EVAL', [LIST_SCRIPT, 4, ...this.keyList()]), this.keys.rev))
   }
 
   /** The snapshot decoded; records that fail validation come back in `bad` with their key. */
@@ -185,8 +184,7 @@ export class RedisStore {
   private async commit (batchKeys: string[], plan: (s: WriteState) => Plan): Promise<StoreWriteResult> {
     const max = this.opts.maxConflictRetries ?? 50
     for (let attempt = 0; attempt <= max; attempt++) {
-      const reply = await this.run(() => this.client.call('EVAL', [READ_FOR_WRITE_SCRIPT, 4, ...this.keyList(), ...batchKeys]))
-      const state = parseWriteState(reply)
+      const state = await this.run(async () => parseWriteState(await this.client.call('EVAL', [READ_FOR_WRITE_SCRIPT, 4, ...this.keyList(), ...batchKeys]), this.keys.rev))
       const p = plan(state)
       if (p.ops.length === 0) return { revision: state.revision, changes: p.changes, warnings: p.warnings }
       const args: Array<string | number> = [COMMIT_SCRIPT, 4, ...this.keyList(),
@@ -230,7 +228,7 @@ export class RedisStore {
     return table
   }
 
-  /** Maps failures to StoreError, naming the server without the URL's password. */
+  /** Maps failures to StoreError in plain words, naming the server without the URL's password (and a corrupt key by name). */
   private async run<T> (fn: () => Promise<T>): Promise<T> {
     if (this.owned && this.client.status === 'end') {
       // failFast gave up on an earlier outage (or a failover): each call tries afresh, so a
@@ -240,16 +238,24 @@ export class RedisStore {
     try {
       return await fn()
     } catch (err) {
-      if (err instanceof StoreError) throw err
-      const where = this.opts.url === undefined ? 'Redis' : redactUrl(this.opts.url)
-      const e = err as Error
-      // A reply error is the server refusing the data (WRONGTYPE on a hand-made key); the
-      // others (auth, loading, failover) and every client-side error mean "not reachable now".
-      if (e.name === 'ReplyError' && !/^(NOAUTH|WRONGPASS|LOADING|MASTERDOWN|CLUSTERDOWN|READONLY|BUSY)/.test(e.message)) {
-        throw new StoreError('SVCPROXY_STORE_CORRUPT', `${where}: ${e.message}`, { cause: err })
+      const store = this.opts.url === undefined ? 'the store' : `the store at ${redactUrl(this.opts.url)}`
+      if (err instanceof StoreError) {
+        if (err.code !== 'SVCPROXY_STORE_CORRUPT') throw err
+        throw new StoreError('SVCPROXY_STORE_CORRUPT', `${store} is corrupt: ${err.message}. Restore that key or delete it`, { cause: err })
       }
-      const why = this.lastConnError !== '' && !e.message.includes(this.lastConnError) ? ` (${this.lastConnError})` : ''
-      throw new StoreError('SVCPROXY_STORE_UNAVAILABLE', `${where}: ${e.message}${why}`, { cause: err })
+      const e = err as Error
+      // A reply error other than the server's own state (auth, loading, failover) is the server
+      // refusing the data: WRONGTYPE on a key svcproxy did not write. The error names no key.
+      if (e.name === 'ReplyError' && !isServerRefusal(e)) {
+        const found = await corruptKeys(this.client, this.keys).catch(() => [])
+        const what = found.length > 0 ? found.map((f) => f.problem).join('; ') : describeStoreError(e)
+        throw new StoreError('SVCPROXY_STORE_CORRUPT', `${store} is corrupt: ${what}. Restore that key or delete it`, { cause: err })
+      }
+      if (/^(NOAUTH|WRONGPASS)/.test(e.message)) {
+        throw new StoreError('SVCPROXY_STORE_UNAVAILABLE', `${store} refused the login: ${describeStoreError(e)}`, { cause: err })
+      }
+      const why = isNotConnected(e) && this.lastConnError !== '' ? this.lastConnError : describeStoreError(e)
+      throw new StoreError('SVCPROXY_STORE_UNAVAILABLE', `cannot reach ${store}: ${why}`, { cause: err })
     }
   }
 }
@@ -258,22 +264,18 @@ function str (v: unknown): string {
   return typeof v === 'string' ? v : Buffer.isBuffer(v) ? v.toString('utf8') : ''
 }
 
-function revOf (v: unknown): number {
-  const n = Number(str(v) || '0')
-  return Number.isSafeInteger(n) && n >= 0 ? n : 0
-}
-
-export function parseListReply (reply: unknown): StoreSnapshot {
+/** The list script's reply; `revKey` names the revision key when it holds something else than a number. */
+export function parseListReply (reply: unknown, revKey: string): StoreSnapshot {
   if (!Array.isArray(reply) || reply.length !== 3 || !Array.isArray(reply[2])) {
     throw new StoreError('SVCPROXY_STORE_CORRUPT', 'unexpected reply to the list script')
   }
   const flat = reply[2] as unknown[]
   const records = new Map<string, string>()
   for (let i = 0; i + 1 < flat.length; i += 2) records.set(str(flat[i]), str(flat[i + 1]))
-  return { epoch: str(reply[0]), revision: revOf(reply[1]), records }
+  return { epoch: str(reply[0]), revision: parseRevision(reply[1], revKey), records }
 }
 
-function parseWriteState (reply: unknown): WriteState {
+function parseWriteState (reply: unknown, revKey: string): WriteState {
   if (!Array.isArray(reply) || reply.length !== 4 || !Array.isArray(reply[2]) || !Array.isArray(reply[3])) {
     throw new StoreError('SVCPROXY_STORE_CORRUPT', 'unexpected reply to the read script')
   }
@@ -281,7 +283,7 @@ function parseWriteState (reply: unknown): WriteState {
   const services = new Map<string, string>()
   for (let i = 0; i + 1 < flat.length; i += 2) services.set(str(flat[i]), str(flat[i + 1]))
   const mine = (reply[3] as unknown[]).map((v) => (v === null || v === undefined ? null : str(v)))
-  return { epoch: str(reply[0]), revision: revOf(reply[1]), services, mine }
+  return { epoch: str(reply[0]), revision: parseRevision(reply[1], revKey), services, mine }
 }
 
 export function createStore (opts: StoreOptions): RedisStore {

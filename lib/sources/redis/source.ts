@@ -6,13 +6,18 @@
 //   sync.ts       list, feed entries, gap detection; proxy-writer.ts puts records into the proxy
 //   state-file.ts the last-known-good snapshot (--state-file)
 //
-// This file connects, drives the loop, and reports health from the lifecycle.
+// This file connects, drives the loop, and reports health from the lifecycle. Every store
+// command has a deadline (storeDeadlineMs): a hung server (SIGSTOP, a partition that drops
+// packets) keeps the TCP connection up and answers nothing, and must read as a lost store. A
+// store that answers with an error (a key of the wrong type, a BUSY script) is not a lost one:
+// the link stays up, the fault is logged once and retried quietly until it clears.
 
 import { DEFAULTS } from '../../defaults.js'
 import type { Logger } from 'pino'
 import type { ServiceProxy } from '../../api/service-proxy.js'
-import { type RedisClient, backoffMs, closeClient, createClient, redactUrl, waitReady } from '../../store/connect.js'
-import { DEFAULT_PREFIX, type StoreKeys, storeKeys } from '../../store/schema.js'
+import { StoreError } from '../../errors.js'
+import { type RedisClient, backoffMs, closeClient, createClient, describeStoreError, isStoreTimeout, isWrongType, redactUrl, waitReady } from '../../store/connect.js'
+import { DEFAULT_PREFIX, type StoreKeys, corruptKeys, storeKeys } from '../../store/schema.js'
 import type { SourceHealth } from '../health.js'
 import { Lifecycle } from './lifecycle.js'
 import { StateFileWriter } from './state-file.js'
@@ -23,6 +28,15 @@ export const DEFAULT_SYNC_PERIOD_MS: number = DEFAULTS.syncPeriodMs
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
+/**
+ * How long a store command may go unanswered (no byte received) before the store counts as hung:
+ * the sync period, within 2 to 10 seconds. The idle check runs every blockMs, so a hung store
+ * reads as stale within blockMs + this: within two sync periods, as kube-proxy's /healthz.
+ */
+export function storeDeadlineMs (syncPeriodMs: number): number {
+  return Math.min(Math.max(syncPeriodMs, 2000), 10_000)
+}
+
 /** Starts following the store. Resolves after the first list, or once Redis proved unreachable. */
 export async function watchRedis (proxy: ServiceProxy, opts: RedisSourceOptions): Promise<RedisSource> {
   const s = new RedisFollower(proxy, opts)
@@ -31,7 +45,7 @@ export async function watchRedis (proxy: ServiceProxy, opts: RedisSourceOptions)
 }
 
 class RedisFollower implements RedisSource {
-  readonly stats: RedisSourceStats = { lists: 0, entries: 0, resumes: 0, gaps: 0, badRecords: 0 }
+  readonly stats: RedisSourceStats = { lists: 0, entries: 0, resumes: 0, gaps: 0, badRecords: 0, timeouts: 0 }
   private readonly log: Logger
   private readonly keys: StoreKeys
   private readonly cmd: RedisClient
@@ -42,6 +56,10 @@ class RedisFollower implements RedisSource {
   private readonly stateFile: StateFileWriter | undefined
 
   private lastError = ''
+  /** The store answers, but with an error (a corrupt key, a refusal): what, in words; '' when none. */
+  private fault = ''
+  private readonly deadlineMs: number
+  private readonly syncPeriodMs: number
   private loopDone: Promise<void> = Promise.resolve()
   private readonly syncedWaiters: Array<() => void> = []
   private firstAttempt: (() => void) | null = null
@@ -50,8 +68,11 @@ class RedisFollower implements RedisSource {
     this.log = (opts.logger ?? proxy.logger).child({ source: 'redis' })
     this.keys = storeKeys(opts.prefix ?? DEFAULT_PREFIX)
     this.where = redactUrl(opts.url)
-    this.cmd = createClient(opts.url, { connectionName: 'svcproxy-list' })
-    this.blk = createClient(opts.url, { connectionName: 'svcproxy-watch' })
+    this.syncPeriodMs = opts.syncPeriodMs ?? DEFAULT_SYNC_PERIOD_MS
+    this.deadlineMs = storeDeadlineMs(this.syncPeriodMs)
+    this.cmd = createClient(opts.url, { connectionName: 'svcproxy-list', timeoutMs: this.deadlineMs })
+    // The watch blocks blockMs by design before its (empty) answer.
+    this.blk = createClient(opts.url, { connectionName: 'svcproxy-watch', timeoutMs: (opts.blockMs ?? 1000) + this.deadlineMs })
     this.sync = new StoreSync({
       proxy,
       cmd: this.cmd,
@@ -60,7 +81,7 @@ class RedisFollower implements RedisSource {
       where: this.where,
       life: this.life,
       stats: this.stats,
-      syncPeriodMs: opts.syncPeriodMs ?? DEFAULT_SYNC_PERIOD_MS,
+      syncPeriodMs: this.syncPeriodMs,
       onApplied: opts.onApplied,
       onSynced: () => { this.markSynced() },
       saveState: () => { this.stateFile?.save() },
@@ -68,7 +89,8 @@ class RedisFollower implements RedisSource {
     this.stateFile = opts.stateFile === undefined ? undefined : new StateFileWriter(opts.stateFile, () => this.sync.snapshot(), this.log)
     for (const c of [this.cmd, this.blk]) {
       c.on('error', (err: Error) => {
-        this.lastError = err.message
+        if (isStoreTimeout(err)) this.stats.timeouts++
+        this.lastError = describeStoreError(err)
         this.down(err)
       })
       // A clean close (server shut down, connection killed) emits no 'error'.
@@ -82,8 +104,9 @@ class RedisFollower implements RedisSource {
     let reason = ''
     if (this.life.guarded) reason = 'store came back empty; serving the last known state until it holds data again'
     else if (this.life.link !== 'connected') reason = `store unreachable${this.lastError === '' ? '' : `: ${this.lastError}`}`
+    else if (this.fault !== '') reason = this.fault
     else if (this.life.servingFile) reason = 'serving the state file; the store has not been listed yet'
-    return { kind: 'redis', synced: this.life.synced, stale: reason !== '', reason, lastSyncedAt: this.sync.lastSyncedAt, revision: this.sync.revision }
+    return { kind: 'redis', synced: this.life.synced, stale: reason !== '', reason, lastSyncedAt: this.sync.lastSyncedAt, revision: this.sync.revision, timeouts: this.stats.timeouts }
   }
 
   synced (): Promise<void> {
@@ -119,14 +142,51 @@ class RedisFollower implements RedisSource {
 
   private down (err: unknown): void {
     if (this.life.closed) return
+    const why = describeStoreError(err)
     if (this.life.lost()) {
-      this.log.warn({ redis: this.where, err: (err as Error).message, revision: this.sync.revision }, 'lost the store; serving the last state while reconnecting')
+      // One line per outage: the retries that follow are quiet (health and metrics tell).
+      if (isStoreTimeout(err)) {
+        this.log.warn({ redis: this.where, err: why, revision: this.sync.revision }, 'the store stopped answering; serving the last state while reconnecting')
+      } else {
+        this.log.warn({ redis: this.where, err: why, revision: this.sync.revision }, 'lost the store; serving the last state while reconnecting')
+      }
     }
     if (!this.life.synced && this.firstAttempt !== null) {
-      this.log.error({ redis: this.where, err: (err as Error).message }, 'store unreachable at start and no state file to serve; retrying')
+      this.log.error({ redis: this.where, err: why }, 'store unreachable at start and no state file to serve; retrying')
     }
     this.firstAttempt?.()
     this.firstAttempt = null
+  }
+
+  /**
+   * The store answered with an error. A lost link would be the wrong story (and reconnecting
+   * changes nothing): the last state keeps serving, the fault is logged once and shown in health,
+   * and the step is retried quietly, at most every sync period, until it works again.
+   */
+  private async faulted (err: unknown): Promise<void> {
+    let text: string
+    let keys: string[] = []
+    const corrupt = isWrongType(err) || (err instanceof StoreError && err.code === 'SVCPROXY_STORE_CORRUPT')
+    if (corrupt) {
+      const found = await corruptKeys(this.cmd, this.keys).catch(() => [])
+      keys = found.map((f) => f.key)
+      text = `store corrupt: ${found.length > 0 ? found.map((f) => f.problem).join('; ') : describeStoreError(err)}`
+    } else {
+      text = `store refuses commands: ${describeStoreError(err)}`
+    }
+    this.firstAttempt?.()
+    this.firstAttempt = null
+    if (text === this.fault) return
+    this.fault = text
+    const code = corrupt ? 'SVCPROXY_STORE_CORRUPT' : 'SVCPROXY_STORE_UNAVAILABLE'
+    this.log.error({ code, redis: this.where, ...(keys.length > 0 ? { key: keys.join(', ') } : {}), revision: this.sync.revision },
+      `${text}. Still serving revision ${this.sync.revision}; retrying quietly until the store is repaired`)
+  }
+
+  private faultCleared (): void {
+    if (this.fault === '') return
+    this.fault = ''
+    this.log.info({ redis: this.where, revision: this.sync.revision }, 'the store answers normally again')
   }
 
   private async loop (): Promise<void> {
@@ -141,15 +201,26 @@ class RedisFollower implements RedisSource {
           await this.sync.check(false)
         }
         if (this.life.position === 'listing') continue
-        const reply = await this.blk.call('XREAD', ['COUNT', this.opts.batch ?? 512, 'BLOCK', this.opts.blockMs ?? 1000, 'STREAMS', this.keys.feed, `${this.sync.following}-0`])
+        const reply = await this.blk.call('XREAD', ['COUNT', this.opts.batch ?? 512, 'BLOCK', this.opts.blockMs ?? 1000, 'STREAMS', this.keys.feed, this.sync.cursor])
         failures = 0
         if (reply === null) await this.sync.check(true)
         else await this.sync.applyEntries(reply)
+        this.faultCleared() // a whole turn worked
       } catch (err) {
         if (this.life.closed) break
+        if (this.life.link === 'connected' && answered(err)) {
+          await this.faulted(err)
+          await sleep(backoffMs(failures++, this.syncPeriodMs))
+          continue
+        }
         this.down(err)
         await sleep(backoffMs(failures++, 2000))
       }
     }
   }
+}
+
+/** The server answered (with an error): the link is fine. Timeouts and connection errors are not answers. */
+function answered (err: unknown): boolean {
+  return (err as { name?: unknown } | null)?.name === 'ReplyError' || err instanceof StoreError
 }

@@ -7,13 +7,14 @@
 //   watch XREAD BLOCK feed from `${rev}-0`  ─► entry rev must be rev+1, same epoch, else relist
 //
 // Safety rules: a bad record is logged by key and skipped (its last good version keeps
-// serving); a store that comes back empty after we served data is not obeyed wholesale.
+// serving); a store that comes back empty after we served data is not obeyed wholesale; a feed
+// entry svcproxy did not write is logged once and relisted over, and skipped when read again.
 
 import type { Logger } from 'pino'
 import type { KubeObject } from '../../model/types.js'
 import type { ServiceProxy } from '../../api/service-proxy.js'
 import type { RedisClient } from '../../store/connect.js'
-import { type FeedOp, LIST_SCRIPT, type StoreKeys, decodeEntry, refOfKey, revOfId } from '../../store/schema.js'
+import { type FeedEntry, type FeedOp, LIST_SCRIPT, type StoreKeys, decodeEntry, parseRevision, refOfKey, revOfId } from '../../store/schema.js'
 import { parseListReply } from '../../store/store.js'
 import type { ObjectRef } from '../../table/refs.js'
 import type { Lifecycle } from './lifecycle.js'
@@ -48,8 +49,14 @@ export class StoreSync {
   /** The feed we follow: its epoch and the last revision read from it. */
   private watchEpoch = ''
   private lastRev = 0
+  /** Id of the last feed entry consumed or skipped: the next read starts after it. */
+  private feedCursor = '0-0'
+  /** Entries already relisted over once. Read again, they are not svcproxy's: skipped. */
+  private readonly distrusted = new Set<string>()
   /** An idle check saw a revision the feed did not deliver: relist if the next read is idle too. */
   private suspectRev = 0
+  /** The entry the last gap or epoch relist was for. */
+  private relistedFor = ''
   private nextResyncAt = 0
   private confirmedAt = 0
   private readonly writer: ProxyWriter
@@ -60,8 +67,8 @@ export class StoreSync {
 
   /** Revision the served data came from. */
   get revision (): number { return this.dataRev }
-  /** Last revision read from the feed: the next read starts after it. */
-  get following (): number { return this.lastRev }
+  /** Stream id the next feed read starts after (`REV-0`, or a foreign entry skipped). */
+  get cursor (): string { return this.feedCursor }
   /** Last time the store confirmed the served state (ms since epoch), 0 before. */
   get lastSyncedAt (): number { return this.confirmedAt }
   /** The periodic full list (--sync-period) is due. */
@@ -84,7 +91,7 @@ export class StoreSync {
     ctx.life.verified()
     const [epoch, revText] = Array.isArray(reply) ? reply as unknown[] : []
     const storeEpoch = typeof epoch === 'string' ? epoch : ''
-    const rev = Number(typeof revText === 'string' ? revText : '0')
+    const rev = parseRevision(revText, ctx.keys.rev)
     if (storeEpoch !== this.watchEpoch || rev < this.lastRev) {
       ctx.log.warn({ redis: ctx.where, epoch: storeEpoch, revision: rev, following: this.lastRev }, 'the store was reset or rolled back; relisting')
       ctx.life.mustList()
@@ -108,8 +115,7 @@ export class StoreSync {
 
   async relist (): Promise<void> {
     const { ctx } = this
-    await ctx.proxy.retryFailedListeners() // every resync and SIGHUP also rebinds listeners in error
-    const snap = parseListReply(await ctx.cmd.call('EVAL', [LIST_SCRIPT, 4, ctx.keys.objects, ctx.keys.rev, ctx.keys.epoch, ctx.keys.feed]))
+    const snap = parseListReply(await ctx.cmd.call('EVAL', [LIST_SCRIPT, 4, ctx.keys.objects, ctx.keys.rev, ctx.keys.epoch, ctx.keys.feed]), ctx.keys.rev)
     ctx.stats.lists++
     ctx.life.snapshotRead()
     this.suspectRev = 0
@@ -121,7 +127,7 @@ export class StoreSync {
         ctx.log.error({ redis: ctx.where, servedRevision: this.dataRev, objects: this.mirror.size },
           'THE STORE IS EMPTY after having held data (restarted without persistence?). NOT applying it: still serving the last known state until the store holds data again. Explicit deletes are still obeyed.')
       }
-      if (snap.epoch !== this.watchEpoch) this.lastRev = 0 // replay the new store's feed: its deletes count
+      if (snap.epoch !== this.watchEpoch) this.setPosition(0) // replay the new store's feed: its deletes count
       ctx.life.guard()
       this.watchEpoch = snap.epoch
       this.markSynced()
@@ -159,10 +165,11 @@ export class StoreSync {
       ctx.log.warn({ revision: snap.revision, changed }, 'relist found differences with the served state; repaired')
     }
     this.dataEpoch = this.watchEpoch = snap.epoch
-    this.dataRev = this.lastRev = snap.revision
+    this.dataRev = snap.revision
+    this.setPosition(snap.revision)
     ctx.life.listApplied()
     this.markSynced()
-    ctx.log.info({ revision: snap.revision, objects: next.size }, 'listed the store')
+    ctx.log.info({ revision: snap.revision, objects: next.size, changed }, 'listed the store')
     ctx.onApplied?.({ via: 'list', revision: snap.revision, changed })
     ctx.saveState()
   }
@@ -170,51 +177,95 @@ export class StoreSync {
   async applyEntries (reply: unknown): Promise<void> {
     const { ctx } = this
     this.suspectRev = 0
-    const entries = feedEntries(reply)
-    for (const [id, fields] of entries) {
+    const batch = { from: 0, revisions: 0, puts: 0, deletes: 0, changed: 0 }
+    for (const [id, fields] of feedEntries(reply)) {
       const rev = revOfId(id)
-      if (Number.isNaN(rev)) {
-        ctx.log.error({ key: `${ctx.keys.feed} ${id}` }, 'feed entry not written by svcproxy; relisting')
+      if (this.distrusted.has(id) || rev <= this.lastRev) { this.feedCursor = id; continue }
+      let entry: FeedEntry | undefined
+      let foreign = ''
+      if (Number.isNaN(rev)) foreign = 'its id is not REVISION-0'
+      else {
+        try { entry = decodeEntry(fields) } catch (err) { foreign = (err as Error).message }
+      }
+      if (entry === undefined) {
+        // Not svcproxy's: the list is the truth. Logged once; read again after the relist, skipped.
+        ctx.log.error({ key: `${ctx.keys.feed} ${id}`, err: foreign }, 'feed entry not written by svcproxy; relisting, and skipping it from now on')
+        this.distrust(id)
         ctx.life.mustList()
         break
       }
-      if (rev <= this.lastRev) continue
       if (rev !== this.lastRev + 1 && !ctx.life.guarded) {
-        ctx.stats.gaps++
-        ctx.log.warn({ following: this.lastRev, next: rev }, 'the feed no longer holds the next revision (trimmed); relisting')
-        ctx.life.mustList()
-        break
-      }
-      let entry
-      try {
-        entry = decodeEntry(fields)
-      } catch (err) {
-        ctx.log.error({ key: `${ctx.keys.feed} ${id}`, err: (err as Error).message }, 'unreadable feed entry; relisting')
-        ctx.life.mustList()
-        break
+        if (this.suspect(id, { following: this.lastRev, next: rev }, 'the feed no longer holds the next revision (trimmed); relisting')) {
+          ctx.stats.gaps++
+          break
+        }
+        continue
       }
       if (entry.epoch !== this.watchEpoch) {
         if (ctx.life.guarded && this.watchEpoch === '') {
           this.watchEpoch = entry.epoch // the wiped store's first write
-        } else {
-          ctx.log.warn({ revision: rev }, 'feed entry from another store epoch; relisting')
-          ctx.life.mustList()
+        } else if (this.suspect(id, { revision: rev }, 'feed entry from another store epoch; relisting')) {
           break
+        } else {
+          continue
         }
       }
+      const puts = entry.ops.filter((o) => o.op === 'put').length
+      if (ctx.life.guarded && puts > 0) { ctx.life.mustList(); break }
+      if (batch.revisions++ === 0) batch.from = rev
+      batch.puts += puts
+      batch.deletes += entry.ops.length - puts
       if (ctx.life.guarded) {
-        if (entry.ops.some((o) => o.op === 'put')) { ctx.life.mustList(); break }
-        this.lastRev = rev
-        await this.applyOps(entry.ops, this.dataRev)
+        this.setPosition(rev)
+        batch.changed += await this.applyOps(entry.ops, this.dataRev)
         continue
       }
       const changed = await this.applyOps(entry.ops, rev)
-      this.lastRev = this.dataRev = rev
+      batch.changed += changed
+      this.setPosition(rev)
+      this.dataRev = rev
       ctx.stats.entries++
       ctx.onApplied?.({ via: 'watch', revision: rev, changed })
     }
+    if (batch.revisions > 0) {
+      ctx.log.info({ revision: this.lastRev, ...batch }, batch.revisions === 1 ? 'applied a store revision' : 'applied store revisions')
+    }
     if (!ctx.life.guarded) this.confirmedAt = Date.now()
     ctx.saveState()
+  }
+
+  /**
+   * An entry the feed's order cannot vouch for (a gap, another epoch): relist, the list being the
+   * truth. The same entry read again right after that relist is ahead of the store's revision or
+   * of another epoch, which svcproxy never writes: logged once more, then skipped. False: skip it.
+   */
+  private suspect (id: string, fields: Record<string, unknown>, msg: string): boolean {
+    const { ctx } = this
+    if (!this.distrusted.has(id) && this.relistedFor !== id) {
+      ctx.log.warn(fields, msg)
+      this.relistedFor = id
+      ctx.life.mustList()
+      return true
+    }
+    ctx.log.error({ key: `${ctx.keys.feed} ${id}`, ...fields }, 'feed entry not written by svcproxy (read again after a relist); skipping it from now on')
+    this.distrust(id)
+    this.feedCursor = id
+    return false
+  }
+
+  private distrust (id: string): void {
+    this.distrusted.add(id)
+    // Bounded: an entry older than the cursor is never read again anyway.
+    for (const old of this.distrusted) {
+      if (this.distrusted.size <= 1000) break
+      this.distrusted.delete(old)
+    }
+  }
+
+  /** The feed position: the last revision read, and the next read starts after it. */
+  private setPosition (rev: number): void {
+    this.lastRev = rev
+    this.feedCursor = `${rev}-0`
   }
 
   private async applyOps (ops: FeedOp[], rev: number): Promise<number> {
@@ -256,7 +307,8 @@ export class StoreSync {
     }
     const changed = await this.writer.write(upserts, [], snap.revision)
     this.dataEpoch = this.watchEpoch = snap.epoch
-    this.dataRev = this.lastRev = snap.revision
+    this.dataRev = snap.revision
+    this.setPosition(snap.revision)
     ctx.life.stateFileLoaded() // serving something; health says stale until the store confirms it
     ctx.log.warn({ stateFile: path, revision: snap.revision, objects: this.mirror.size }, 'serving the state file until the store is listed')
     ctx.onApplied?.({ via: 'state-file', revision: snap.revision, changed })

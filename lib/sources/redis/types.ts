@@ -41,6 +41,8 @@ export interface RedisSourceStats {
   gaps: number
   /** Records skipped because they did not validate. */
   badRecords: number
+  /** Store commands that got no answer within the deadline (each reads as a lost store). */
+  timeouts: number
 }
 
 export interface RedisSource {
