@@ -10,7 +10,11 @@ import { renderMetrics } from './collect.js'
 import { LoopWatchdog, healthz, readyz } from './health.js'
 import { EXPOSITION_CONTENT_TYPE } from './metrics.js'
 import { ProcessStats } from './process-stats.js'
+import { RateWindow } from './rates.js'
 import { type EndpointRow, serializeEndpoints, serializeHealthz, serializeServices } from './serialize.js'
+import { buildStats } from './stats.js'
+import { STATS_PAGE, STATS_PAGE_CSP } from './stats-page.js'
+import { serializeStats } from './stats-serialize.js'
 
 export const DEFAULT_HEALTHZ_BIND_ADDRESS: string = DEFAULTS.healthzBindAddress
 export const DEFAULT_METRICS_BIND_ADDRESS: string = DEFAULTS.metricsBindAddress
@@ -41,7 +45,7 @@ export interface AdminServerOptions {
   health?: () => SourceHealth
   /** /healthz, /livez, /readyz. '' or undefined: no separate health server. */
   healthzBindAddress?: string
-  /** /metrics, /v1/services, /v1/endpoints (and the health paths). '' or undefined: disabled. */
+  /** /metrics, /v1/services, /v1/endpoints, /v1/stats, the stats page at / (and the health paths). '' or undefined: disabled. */
   metricsBindAddress?: string
   /** Log one line per connection end (--access-log). */
   accessLog?: boolean
@@ -76,6 +80,7 @@ export async function createAdminServer (opts: AdminServerOptions): Promise<Admi
   const maxLoopDelayMs = opts.maxLoopDelayMs ?? DEFAULTS.healthzMaxLoopDelayMs
   if (typeof maxLoopDelayMs !== 'number' || !(maxLoopDelayMs >= 0)) throw new ConfigError(`maxLoopDelayMs: expected a duration in ms >= 0, got ${String(maxLoopDelayMs)}`)
   const proc = new ProcessStats()
+  const rates = new RateWindow()
   const watchdog = maxLoopDelayMs > 0 ? new LoopWatchdog(maxLoopDelayMs, log) : null
   let stopping = false
 
@@ -104,6 +109,15 @@ export async function createAdminServer (opts: AdminServerOptions): Promise<Admi
     },
     '/v1/endpoints': (_req, res) => {
       send(res, 200, 'application/json', serializeEndpoints({ revision: proxy.table.revision, endpoints: endpointRows(proxy) }))
+    },
+    '/v1/stats': (_req, res) => {
+      rates.begin()
+      send(res, 200, 'application/json', serializeStats(buildStats(proxy, health(), rates)))
+    },
+    // The stats page: it polls /v1/stats.
+    '/': (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': STATS_PAGE_CSP, 'x-content-type-options': 'nosniff' })
+      res.end(STATS_PAGE)
     },
     // kube-proxy's metrics server answers this too; scripts probe it.
     '/proxyMode': (_req, res) => { send(res, 200, 'text/plain; charset=utf-8', 'userspace') },

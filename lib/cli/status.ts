@@ -2,7 +2,9 @@ import { UnreachableError } from '../errors.js'
 import type { FrontendStatus, ServicePortStatus } from '../api/service-proxy.js'
 import { parseBindAddress } from '../admin/server.js'
 import type { ServicesDoc } from '../admin/serialize.js'
+import type { StatsDoc } from '../admin/stats.js'
 import { type FlagValues, str } from './flags.js'
+import { type Terminal, watchStatus } from './status-watch.js'
 
 /** Where the daemon's /v1 API is: --server, else the --metrics-bind-address it was started with. */
 export function statusBaseUrl (values: FlagValues): string {
@@ -16,7 +18,20 @@ export function statusBaseUrl (values: FlagValues): string {
 }
 
 export async function fetchServices (base: string, timeoutMs = 5000): Promise<ServicesDoc> {
-  const url = `${base}/v1/services`
+  const doc = await getJson(base, '/v1/services', timeoutMs) as ServicesDoc
+  if (typeof doc !== 'object' || doc === null || !Array.isArray(doc.services)) throw new UnreachableError(`${base}/v1/services: not a svcproxy /v1/services answer`)
+  return doc
+}
+
+/** /v1/stats: what --watch shows (the stats page's JSON). */
+export async function fetchStats (base: string, timeoutMs = 5000): Promise<StatsDoc> {
+  const doc = await getJson(base, '/v1/stats', timeoutMs) as StatsDoc
+  if (typeof doc !== 'object' || doc === null || !Array.isArray(doc.services) || typeof doc.totals !== 'object') throw new UnreachableError(`${base}/v1/stats: not a svcproxy /v1/stats answer (a daemon older than --watch?)`)
+  return doc
+}
+
+async function getJson (base: string, path: string, timeoutMs: number): Promise<unknown> {
+  const url = `${base}${path}`
   let res: Response
   try {
     res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
@@ -26,14 +41,14 @@ export async function fetchServices (base: string, timeoutMs = 5000): Promise<Se
     throw new UnreachableError(`cannot reach svcproxy at ${base}: ${why} (is it running? set --metrics-bind-address or --server)`, { cause: err })
   }
   if (res.status !== 200) throw new UnreachableError(`${url}: HTTP ${res.status}`)
-  const doc = await res.json() as ServicesDoc
-  if (typeof doc !== 'object' || doc === null || !Array.isArray(doc.services)) throw new UnreachableError(`${url}: not a svcproxy /v1/services answer`)
-  return doc
+  return await res.json()
 }
 
 /** `svcproxy status`: the running daemon's service ports and endpoints, as tables. */
-export async function status (values: FlagValues, out: (line: string) => void): Promise<number> {
-  const doc = await fetchServices(statusBaseUrl(values))
+export async function status (values: FlagValues, out: (line: string) => void, term: Terminal = process.stdout): Promise<number> {
+  const base = statusBaseUrl(values)
+  if (values.watch === true) return await watchStatus(base, async () => await fetchStats(base), term)
+  const doc = await fetchServices(base)
   for (const l of renderStatus(doc)) out(l)
   return 0
 }

@@ -45,6 +45,8 @@ export class ServicePortRuntime {
   sourceRanges: BlockList | null = null
   /** Clients refused there: TCP connections reset, UDP datagrams dropped. */
   sourceRangeDenied = 0
+  /** When the endpoint set last changed (ms since epoch): one joined, left, or turned ready/terminating. Set by update(), never on the data path. */
+  endpointsChangedAt = 0
 
   constructor (state: ServicePortState, defaultAlgorithm: Algorithm, hostname: string) {
     this.id = state.id
@@ -67,15 +69,18 @@ export class ServicePortRuntime {
     this.balancer.setAffinity(svc.sessionAffinity === 'ClientIP' ? svc.affinityTimeoutSeconds * 1000 : 0)
     this.sourceRanges = svc.type === 'LoadBalancer' ? allowList(svc.loadBalancerSourceRanges) : null
     const seen = new Set<string>()
+    let changed = false
     const keep = (e: Endpoint): Backend => {
       seen.add(e.key)
       const cur = this.byKey.get(e.key)
       if (cur === undefined) {
         const b = new Backend(e.ip, e.port, e.nodeName, e.podName, e.ready)
         this.byKey.set(e.key, b)
+        changed = true
         return b
       }
       const b = e
+      if (cur.ready !== b.ready) changed = true
       cur.nodeName = b.nodeName
       cur.podName = b.podName
       cur.ready = b.ready
@@ -98,6 +103,7 @@ export class ServicePortRuntime {
     }
     this.balancer.setEndpoints(next, local)
     this.localEndpoints = local
+    if (changed || gone.length > 0 || this.endpointsChangedAt === 0) this.endpointsChangedAt = Date.now()
     return gone
   }
 }

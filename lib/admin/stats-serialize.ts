@@ -1,0 +1,71 @@
+import fastJson from 'fast-json-stringify'
+import type { StatsDoc } from './stats.js'
+
+// The /v1/stats schema, compiled once at module load as serialize.ts does for /v1/services:
+// exactly these fields are written. docs/operations.md documents each of them.
+
+const str = { type: 'string' } as const
+const int = { type: 'integer' } as const
+const num = { type: 'number' } as const
+const bool = { type: 'boolean' } as const
+
+const rates = { connPerSec: num, bytesUpPerSec: num, bytesDownPerSec: num } as const
+const rateNames = ['connPerSec', 'bytesUpPerSec', 'bytesDownPerSec'] as const
+
+const frontend = {
+  type: 'object',
+  properties: { kind: str, protocol: str, address: str, port: int, boundPort: int, state: str, error: str },
+  required: ['kind', 'protocol', 'address', 'port', 'boundPort', 'state', 'error'],
+} as const
+
+const endpoint = {
+  type: 'object',
+  properties: {
+    endpoint: str, nodeName: str, podName: str, ready: bool, state: str,
+    active: int, accepted: int, dialFailures: int, bytesUp: int, bytesDown: int,
+    affinityHits: int, udpDatagramsUp: int, udpDatagramsDown: int, ...rates,
+  },
+  required: ['endpoint', 'nodeName', 'podName', 'ready', 'state', 'active', 'accepted', 'dialFailures', 'bytesUp', 'bytesDown', 'affinityHits', 'udpDatagramsUp', 'udpDatagramsDown', ...rateNames],
+} as const
+
+const servicePort = {
+  type: 'object',
+  properties: {
+    id: str, namespace: str, name: str, port: str, protocol: str, clusterIP: str, type: str, algorithm: str, sessionAffinity: str,
+    state: str,
+    frontends: { type: 'array', items: frontend },
+    endpoints: { type: 'array', items: endpoint },
+    active: int, udpSessions: int, accepted: int, dialFailures: int, dialRetries: int,
+    rejected: int, noEndpoints: int, sourceRangeDenied: int, udpDrops: int,
+    bytesUp: int, bytesDown: int, udpDatagramsUp: int, udpDatagramsDown: int,
+    endpointsChangedAt: int, ...rates,
+  },
+  required: [
+    'id', 'namespace', 'name', 'port', 'protocol', 'clusterIP', 'type', 'algorithm', 'sessionAffinity', 'state', 'frontends', 'endpoints',
+    'active', 'udpSessions', 'accepted', 'dialFailures', 'dialRetries', 'rejected', 'noEndpoints', 'sourceRangeDenied', 'udpDrops',
+    'bytesUp', 'bytesDown', 'udpDatagramsUp', 'udpDatagramsDown', 'endpointsChangedAt', ...rateNames,
+  ],
+} as const
+
+const statsFn = fastJson({
+  type: 'object',
+  properties: {
+    time: int,
+    revision: int,
+    windowMs: int,
+    source: {
+      type: 'object',
+      properties: { kind: str, synced: bool, stale: bool, reason: str, revision: int, lastSyncedAt: int, lagMs: int, syncErrors: int },
+      required: ['kind', 'synced', 'stale', 'reason', 'revision', 'lastSyncedAt', 'lagMs', 'syncErrors'],
+    },
+    totals: {
+      type: 'object',
+      properties: { servicePorts: int, active: int, dialFailures: int, rejected: int, ...rates },
+      required: ['servicePorts', 'active', 'dialFailures', 'rejected', ...rateNames],
+    },
+    services: { type: 'array', items: servicePort },
+  },
+  required: ['time', 'revision', 'windowMs', 'source', 'totals', 'services'],
+})
+
+export const serializeStats: (doc: StatsDoc) => string = statsFn
