@@ -82,6 +82,27 @@ export class VipInterface {
     return this.present.size
   }
 
+  /**
+   * Adds, in one batch, the addresses a sync is about to need, before its frontends are created
+   * in slices (each slice's acquire() then finds its addresses there). Counts no user: what no
+   * frontend ends up using is removed by settle().
+   */
+  async prepare (ips: Iterable<string>): Promise<void> {
+    const want: string[] = []
+    let elsewhere: Set<string> | null = null
+    for (const ip of ips) {
+      if (this.present.has(ip) || this.users.has(ip) || loopback(ip) || ip === '0.0.0.0' || ip === '::') continue
+      elsewhere ??= localAddresses(this.name)
+      if (!elsewhere.has(ip)) want.push(ip)
+    }
+    await this.add(want)
+  }
+
+  /** After a sync: removes what prepare() added that no frontend took. */
+  async settle (ips: Iterable<string>): Promise<void> {
+    await this.remove([...new Set(ips)].filter((ip) => this.present.has(ip) && !this.users.has(ip)))
+  }
+
   /** The address must be local before a frontend binds it: adds those that are not, in one batch. */
   async acquire (ips: Iterable<string>): Promise<void> {
     const want: string[] = []
@@ -102,6 +123,15 @@ export class VipInterface {
       }
       want.push(ip)
     }
+    await this.add(want)
+  }
+
+  /** A listener on `ip` failed to bind and is retried: add the address again if adding it failed. */
+  async retry (ip: string): Promise<void> {
+    if (this.failed.has(ip) && !this.present.has(ip)) await this.add([ip])
+  }
+
+  private async add (want: string[]): Promise<void> {
     if (want.length === 0) return
     const failed = await ipBatch(want.map((ip) => addressLine('add', ip, this.name)))
     want.forEach((ip, i) => {
