@@ -37,8 +37,15 @@ class Cdp {
   private buf = Buffer.alloc(0)
   private readonly pending = new Map<number, { resolve: (r: Json) => void, reject: (e: Error) => void, method: string }>()
   private readonly waiters: Array<{ method: string, resolve: (p: Json) => void }> = []
+  private closed = false
 
   constructor (private readonly toBrowser: Writable, fromBrowser: Readable) {
+    // A browser that goes away answers nothing more: every command waiting fails instead of hanging.
+    fromBrowser.on('close', () => {
+      this.closed = true
+      for (const [, p] of this.pending) p.reject(new Error(`${p.method}: the browser closed the pipe`))
+      this.pending.clear()
+    })
     fromBrowser.on('data', (chunk: Buffer) => {
       this.buf = Buffer.concat([this.buf, chunk])
       for (let end = this.buf.indexOf(0); end >= 0; end = this.buf.indexOf(0)) {
@@ -62,6 +69,7 @@ class Cdp {
   send (method: string, params: Json = {}, sessionId?: string): Promise<Json> {
     const id = ++this.seq
     return new Promise((resolve, reject) => {
+      if (this.closed) { reject(new Error(`${method}: the browser closed the pipe`)); return }
       this.pending.set(id, { resolve, reject, method })
       this.toBrowser.write(`${JSON.stringify({ id, method, params, ...(sessionId === undefined ? {} : { sessionId }) })}\0`)
     })
@@ -83,11 +91,13 @@ async function launchChromium (t: Teardown, bin: string, dir: string): Promise<B
   let stderr = ''
   child.stderr?.on('data', (c: Buffer) => { stderr = (stderr + c.toString()).slice(-4000) })
   const exited = once(child, 'exit')
+  // The profile is removed once the browser is gone (it writes there until it exits).
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL')
       await exited
     }
+    if (process.env.SVCPROXY_KEEP_ARTIFACTS === undefined) rmSync(join(dir, 'profile'), { recursive: true, force: true, maxRetries: 3 })
   })
   const cdp = new Cdp(child.stdio[3] as Writable, child.stdio[4] as Readable)
   const version = await Promise.race([cdp.send('Browser.getVersion'), exited.then(() => { throw new Error(`chromium exited at start:\n${stderr}`) })])
@@ -192,10 +202,6 @@ t.test('the stats page lists services and endpoints, shows a connection live, fo
   writeFileSync(config, manifest(web, { ip: '127.0.62.3', port: dns.port }))
   const daemon = await startDaemon(t, config)
   const browser = await launchChromium(t, bin, dir)
-  // Removed last (teardowns run in reverse): the browser's profile lives in it.
-  t.teardown(() => {
-    if (process.env.SVCPROXY_KEEP_ARTIFACTS === undefined) rmSync(join(dir, 'profile'), { recursive: true, force: true })
-  })
 
   const loaded = browser.cdp.event('Page.loadEventFired')
   await browser.cdp.send('Page.navigate', { url: `${daemon.url}/` }, browser.session)
@@ -270,5 +276,6 @@ t.test('the stats page lists services and endpoints, shows a connection live, fo
   t.ok(byName.held, 'filtering by name hides the other service')
   t.equal(await evaluate<string>(browser, 'document.getElementById(\'shown\').textContent'), '1 of 2 services')
 
-  await browser.cdp.send('Browser.close').catch(() => {})
+  // Browser.close may end the browser before it answers: the exit is the answer.
+  await Promise.race([browser.cdp.send('Browser.close').catch(() => {}), once(browser.child, 'exit')])
 })
