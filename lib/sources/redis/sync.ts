@@ -115,6 +115,7 @@ export class StoreSync {
 
   async relist (): Promise<void> {
     const { ctx } = this
+    await ctx.proxy.retryFailedListeners() // every resync and SIGHUP also rebinds listeners in error
     const snap = parseListReply(await ctx.cmd.call('EVAL', [LIST_SCRIPT, 4, ctx.keys.objects, ctx.keys.rev, ctx.keys.epoch, ctx.keys.feed]), ctx.keys.rev)
     ctx.stats.lists++
     ctx.life.snapshotRead()
