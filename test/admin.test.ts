@@ -67,6 +67,16 @@ t.test('/metrics: valid exposition format, counters follow real traffic', async 
   t.ok((valueOf(before, 'svcproxy_heap_used_bytes') ?? 0) > 0)
   if (process.platform === 'linux') t.ok((valueOf(before, 'svcproxy_open_fds') ?? 0) > 0)
   t.equal(before.types.get('svcproxy_sync_duration_seconds'), 'histogram')
+  // Prometheus's standard process family names, beside svcproxy's own.
+  t.ok((valueOf(before, 'process_cpu_seconds_total') ?? 0) > 0)
+  t.ok((valueOf(before, 'process_resident_memory_bytes') ?? 0) > 0)
+  t.ok(Math.abs((valueOf(before, 'process_start_time_seconds') ?? 0) - (Date.now() - performance.now()) / 1000) < 1, 'the process start')
+  if (process.platform === 'linux') {
+    t.ok((valueOf(before, 'process_virtual_memory_bytes') ?? 0) >= (valueOf(before, 'process_resident_memory_bytes') ?? 0))
+    t.ok((valueOf(before, 'process_open_fds') ?? 0) > 0)
+    t.ok((valueOf(before, 'process_max_fds') ?? 0) >= (valueOf(before, 'process_open_fds') ?? 0))
+  }
+  t.equal(valueOf(before, 'svcproxy_connection_duration_seconds_count', SP), undefined, 'no duration series before a connection')
 
   const addr = p.address('default/m', 80)
   const held = await openEcho(addr.address, addr.port)
@@ -87,6 +97,9 @@ t.test('/metrics: valid exposition format, counters follow real traffic', async 
   t.equal(valueOf(after, 'svcproxy_bytes_total', { ...SP, direction: 'upstream' }), sent)
   t.equal(valueOf(after, 'svcproxy_bytes_total', { ...SP, direction: 'downstream' }), sent)
   t.equal(valueOf(after, 'svcproxy_endpoint_bytes_total', { ...ep, direction: 'upstream' }), sent)
+  t.equal(valueOf(after, 'svcproxy_dial_duration_seconds_count', SP), 2, 'one dial observation per connection')
+  t.equal(valueOf(after, 'svcproxy_connection_duration_seconds_count', SP), 2, 'one duration observation per connection, not per chunk (100 KB went through)')
+  t.equal(valueOf(after, 'svcproxy_connection_duration_seconds_bucket', { ...SP, le: '+Inf' }), 2)
 
   // A refusing endpoint: four attempts, three retries, one reset client.
   const dead = createServer()

@@ -139,3 +139,96 @@ t.test('deprecations made to throw: the node engine is used, nothing deprecated 
   t.equal(code, 0, stderr)
   t.notMatch(stderr, /DEP0111/)
 })
+
+t.test('usage errors: exit 2, one line, one "svcproxy <command>:" prefix, saying what is wrong', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'svcproxy-usage-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const ok = join(dir, 'ok.json')
+  await writeFile(ok, JSON.stringify(svcWithEndpoints('u', '127.50.3.1', 80, [])))
+  const cases: Array<[string[], RegExp]> = [
+    [['get', 'foo', '--redis', 'redis://127.0.0.1:1'], /^svcproxy get: expected services, endpoints, endpointslices or pods, got "foo"$/],
+    [['delete', '--redis', 'redis://127.0.0.1:1'], /^svcproxy delete: -f FILE or "service\|endpoints\|endpointslice\|pod NAMESPACE\/NAME" is required$/],
+    [['apply', '--redis', 'redis://127.0.0.1:1'], /^svcproxy apply: -f FILE is required$/],
+    [['get', 'pods'], /^svcproxy get: --redis URL \(or REDIS_URL\) is required$/],
+    [['run', '--config', ok, '--udp-timeout', '-1s', ...adminFlags()], /^svcproxy run: --udp-timeout: expected a duration such as 250ms, 30s or 1m30s, got "-1s"$/],
+    [['run', '--config', ok, '--udp-timeout', '--engine', 'node', ...adminFlags()], /^svcproxy run: --udp-timeout: expected a value, got the flag that follows it/],
+    [['run', '--config', ok, '--service-node-port-range', '5-2', ...adminFlags()], /^svcproxy run: --service-node-port-range: expected a port range such as 30000-32767, got "5-2"$/],
+    [['validate', '-f', ok, '--service-node-port-range', '5-2'], /^svcproxy validate: --service-node-port-range: expected a port range/],
+    [['validate', '-f', ok, '--service-cluster-ip-range', '10.0.0.0/33'], /^svcproxy validate: --service-cluster-ip-range: expected an IPv4 CIDR/],
+    [['apply', '-f', ok, '--service-node-port-range', '5-2', '--redis', 'redis://127.0.0.1:1'], /^svcproxy apply: --service-node-port-range: expected a port range/],
+    [['run', '--config', ok, '--bind-address', 'garbage', ...adminFlags()], /^svcproxy run: --bind-address: expected an IP address .*got "garbage"$/],
+    [['run', '--config', ok, '--bind-address', '127.0.0.1:80', ...adminFlags()], /^svcproxy run: --bind-address: expected an IP address .*\(no port, no name\), got "127\.0\.0\.1:80"$/],
+    [['demo', '--bind-address', 'localhost', ...adminFlags()], /^svcproxy demo: --bind-address: expected an IP address/],
+    [['run', '--config', ok, '--sync-period', '5s', ...adminFlags()], /^svcproxy run: --sync-period applies to run --redis only/],
+    [['run', '--config', ok, '--state-file', join(dir, 'state.json'), ...adminFlags()], /^svcproxy run: --state-file applies to run --redis only/],
+    [['run', ok, ...adminFlags()], /^svcproxy run: unexpected argument ".*ok\.json" \(see svcproxy run --help\)$/],
+    [['validate', '-f', ok, ok], /^svcproxy validate: -f .* and ".*": give the file once$/],
+    [['version', 'now'], /^svcproxy version: unexpected argument "now"/],
+    [['status', '--server', 'notaurl'], /^svcproxy status: --server: expected the daemon's admin URL/],
+    [['status', '--metrics-bind-address', ''], /^svcproxy status: --metrics-bind-address is empty: give --server URL$/],
+  ]
+  for (const [args, want] of cases) {
+    const r = await runToEnd(args)
+    const lines = r.stderr.trim().split('\n')
+    t.equal(r.code, 2, `${args.slice(0, 4).join(' ')}: exit 2`)
+    t.equal(lines.length, 1, `${args[0] ?? ''}: one line (${r.stderr.trim()})`)
+    t.match(lines[0], want, `${args[0] ?? ''}: says what is wrong`)
+    t.notMatch(r.stderr, /svcproxy \w+: svcproxy /, 'the prefix once')
+  }
+})
+
+t.test('--version and svcproxy version print the package version', async (t) => {
+  const { version } = JSON.parse(await (await import('node:fs/promises')).readFile(join(root, 'package.json'), 'utf8')) as { version: string }
+  for (const args of [['--version'], ['version']]) {
+    const r = await runToEnd(args)
+    t.equal(r.code, 0)
+    t.equal(r.stdout, `svcproxy ${version}\n`, args.join(' '))
+  }
+  t.match((await runToEnd(['--help'])).stdout, /version +Print the svcproxy version/, 'a command in the help')
+})
+
+t.test('a YAML manifest: the error says only JSON is read and how to get it', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'svcproxy-yaml-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  for (const [name, text] of [['svc.yaml', '{"apiVersion": "v1",\n  kind: Service\n'], ['svc.json', 'apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n'], ['list.txt', '---\n- a\n']] as Array<[string, string]>) {
+    const file = join(dir, name)
+    await writeFile(file, text)
+    const r = await runToEnd(['validate', '-f', file])
+    t.equal(r.code, 1, `${name}: invalid input, exit 1`)
+    t.match(r.stderr, /invalid JSON at line \d+, column \d+ .*\(this looks like YAML: svcproxy reads JSON only; kubectl writes it with -o json/, name)
+  }
+  const json = join(dir, 'broken.json')
+  await writeFile(json, '{"a": }')
+  t.notMatch((await runToEnd(['validate', '-f', json])).stderr, /YAML/, 'no hint for broken JSON')
+})
+
+t.test('status --server at a server that is not svcproxy says so', async (t) => {
+  const { createServer } = await import('node:http')
+  const server = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }); res.end('process_cpu_seconds_total 1\n') })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const { port } = server.address() as { port: number }
+  const r = await runToEnd(['status', '--server', `http://127.0.0.1:${port}`])
+  t.equal(r.code, 1)
+  t.equal(r.stderr.trim(), `svcproxy status: http://127.0.0.1:${port}/v1/services: not a svcproxy daemon (the answer is not JSON: text/plain); is --server or --metrics-bind-address the daemon's metrics address?`)
+  t.notMatch(r.stderr, /Unexpected token/)
+})
+
+t.test('run logs where node ports listen: every address by default, or what the flags narrow it to', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'svcproxy-np-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const file = join(dir, 'svc.json')
+  await writeFile(file, JSON.stringify(svcWithEndpoints('np', '127.50.3.2', 80, [])))
+  for (const [flags, want] of [[[], 'node ports listen on every address of this node (0.0.0.0)'], [['--bind-address', '127.0.0.1'], 'node ports listen on 127.0.0.1'], [['--nodeport-addresses', '127.0.0.1/32'], 'node ports listen on 127.0.0.1']] as Array<[string[], string]>) {
+    const child = cli(['run', '--config', file, ...flags, ...adminFlags()])
+    let out = ''
+    child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+    child.stderr?.on('data', (d: Buffer) => { out += d.toString() })
+    t.teardown(() => child.kill('SIGKILL'))
+    t.ok(await until(() => out.includes('serving'), 60000), 'daemon started')
+    const line = out.split('\n').find((l) => l.includes('node ports listen on'))
+    t.equal((JSON.parse(line ?? '{}') as { msg?: string }).msg, want, flags.join(' ') || 'no flags')
+    child.kill('SIGTERM')
+    await once(child, 'exit')
+  }
+})

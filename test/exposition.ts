@@ -79,22 +79,30 @@ export function parseExposition (text: string): Scrape {
   return { samples, types, help }
 }
 
-/** Buckets ascend in `le` and in count, end at +Inf, and +Inf equals _count. */
+/**
+ * Per series (its labels without `le`): buckets ascend in `le` and in count, end at +Inf, +Inf
+ * equals _count, and _sum is there. A labelled family may have no series yet (no observation).
+ */
 function checkHistograms (samples: Sample[], types: Map<string, string>): void {
+  const seriesOf = (s: Sample): string => Object.entries(s.labels).filter(([k]) => k !== 'le').sort().map(([k, v]) => `${k}=${v}`).join(',')
   for (const [family, type] of types) {
     if (type !== 'histogram') continue
-    const buckets = samples.filter((s) => s.name === `${family}_bucket`)
-    const count = samples.find((s) => s.name === `${family}_count`)
-    if (buckets.length === 0 || count === undefined || samples.find((s) => s.name === `${family}_sum`) === undefined) throw new Error(`${family}: incomplete histogram`)
-    let prevLe = -Infinity
-    let prevN = 0
-    for (const b of buckets) {
-      const le = parseValue(b.labels.le ?? 'x')
-      if (le <= prevLe || b.value < prevN) throw new Error(`${family}: buckets not cumulative`)
-      prevLe = le
-      prevN = b.value
+    const mine = samples.filter((s) => s.name === `${family}_bucket` || s.name === `${family}_count` || s.name === `${family}_sum`)
+    for (const series of new Set(mine.map(seriesOf))) {
+      const of = mine.filter((s) => seriesOf(s) === series)
+      const buckets = of.filter((s) => s.name === `${family}_bucket`)
+      const count = of.find((s) => s.name === `${family}_count`)
+      if (buckets.length === 0 || count === undefined || of.find((s) => s.name === `${family}_sum`) === undefined) throw new Error(`${family}{${series}}: incomplete histogram`)
+      let prevLe = -Infinity
+      let prevN = 0
+      for (const b of buckets) {
+        const le = parseValue(b.labels.le ?? 'x')
+        if (le <= prevLe || b.value < prevN) throw new Error(`${family}{${series}}: buckets not cumulative`)
+        prevLe = le
+        prevN = b.value
+      }
+      if (prevLe !== Infinity || prevN !== count.value) throw new Error(`${family}{${series}}: +Inf bucket missing or != _count`)
     }
-    if (prevLe !== Infinity || prevN !== count.value) throw new Error(`${family}: +Inf bucket missing or != _count`)
   }
 }
 

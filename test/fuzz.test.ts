@@ -31,7 +31,8 @@ function label (max = 20): string {
   return s + (n > 0 ? pick([...ALNUM]) : '')
 }
 function ianaName (): string { let s = pick([...LOWER]); for (let i = int(0, 8); i > 0; i--) s += pick([...ALNUM]); return s }
-const ipv4 = (): string => `${int(1, 223)}.${int(0, 255)}.${int(0, 255)}.${int(1, 254)}`
+// Never 169.254/16: link-local externalIPs and endpoints are refused, as the API server refuses them.
+const ipv4 = (): string => { const a = int(1, 223); return `${a}.${a === 169 ? int(0, 253) : int(0, 255)}.${int(0, 255)}.${int(1, 254)}` }
 const ipv6 = (): string => `fd00::${int(1, 0xffff).toString(16)}:${int(0, 0xffff).toString(16)}`
 
 let uniq = 0
@@ -81,7 +82,7 @@ const portsOf = (svc: Obj): Obj[] => specOf(svc).ports as Obj[]
 const BREAK_SERVICE: Array<[string, (s: Obj) => void]> = [
   ['port out of range', (s) => { (portsOf(s)[0] as Obj).port = pick([0, -1, 65536, 1.5, 1e9, '80', true, [], {}]) }],
   ['port missing', (s) => { delete (portsOf(s)[0] as Obj).port }],
-  ['bad clusterIP', (s) => { specOf(s).clusterIP = pick(['300.1.1.1', '1.2.3', 'abc', '10.0.0.1/8', '::g', '1.2.3.4.5', ' 10.0.0.1']) }],
+  ['bad clusterIP', (s) => { specOf(s).clusterIP = pick(['300.1.1.1', '1.2.3', 'abc', '10.0.0.1/8', '::g', '1.2.3.4.5', ' 10.0.0.1', '0.0.0.0', '::', '239.0.0.1', 'ff02::1']) }],
   ['bad name', (s) => { (s.metadata as Obj).name = pick(['Bad_Name', '', '-x', 'a'.repeat(64), 123, '1abc', 'a.b']) }],
   ['bad namespace', (s) => { (s.metadata as Obj).namespace = pick(['UPPER', 'a_b', 'x'.repeat(64), 7]) }],
   ['metadata dropped', (s) => { delete s.metadata }],
@@ -93,7 +94,7 @@ const BREAK_SERVICE: Array<[string, (s: Obj) => void]> = [
   ['bad max-connections annotation', (s) => { ((s.metadata as Obj).annotations as Obj)['svcproxy.io/max-connections'] = pick(['abc', '-1', '1e3', '99999999', '']) }],
   ['bad targetPort', (s) => { (portsOf(s)[0] as Obj).targetPort = pick([70000, -2, 'Bad Name', 'a--b', 'x'.repeat(16), 1.5]) }],
   ['nodePort on ClusterIP', (s) => { specOf(s).type = 'ClusterIP'; (portsOf(s)[0] as Obj).nodePort = int(30000, 32767) }],
-  ['bad externalIP', (s) => { specOf(s).externalIPs = [pick(['not-an-ip', '1.2.3', '', 5])] }],
+  ['bad externalIP', (s) => { specOf(s).externalIPs = [pick(['not-an-ip', '1.2.3', '', 5, '0.0.0.0', '::', '169.254.0.9', 'fe80::9', '224.0.0.9', '239.1.1.1'])] }],
   ['spec retyped', (s) => { s.spec = pick(['spec', 5, [], true]) }],
   ['ports retyped', (s) => { specOf(s).ports = pick(['80', 80, { port: 80 }]) }],
   ['no ports', (s) => { specOf(s).ports = [] }],
@@ -103,7 +104,7 @@ const BREAK_SERVICE: Array<[string, (s: Obj) => void]> = [
 ]
 
 const BREAK_ENDPOINTS: Array<[string, (e: Obj) => void]> = [
-  ['bad endpoint IP', (e) => { e.subsets = [{ addresses: [{ ip: pick(['999.1.1.1', 'host', '', '1.2.3']) }], ports: [{ port: 80 }] }] }],
+  ['bad endpoint IP', (e) => { e.subsets = [{ addresses: [{ ip: pick(['999.1.1.1', 'host', '', '1.2.3', '0.0.0.0', '::', '169.254.169.254', 'fe80::1']) }], ports: [{ port: 80 }] }] }],
   ['bad endpoint port', (e) => { e.subsets = [{ addresses: [{ ip: '10.0.0.1' }], ports: [{ port: pick([0, 65536, 'x', -1]) }] }] }],
   ['subsets retyped', (e) => { e.subsets = pick(['x', 3, { a: 1 }]) }],
 ]

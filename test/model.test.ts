@@ -8,6 +8,7 @@ import {
   type EndpointSlice, type Endpoints, type KubeObject, type Pod, type Service,
   ipFamily, isIP, isIPv4, isIPv6, parseDocument, parseObjects, readDocumentFile
 } from '../lib/model/index.js'
+import { addressClass } from '../lib/model/ip.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const fixture = join(root, 'test/fixtures/kubectl-all.json')
@@ -495,4 +496,88 @@ t.test('readDocumentFile', async (t) => {
   const err = await readDocumentFile(syntax).then(() => null, (e: unknown) => e)
   t.ok(err instanceof ValidationError)
   t.match((err as ValidationError).issues, [{ file: syntax, path: '', message: /^invalid JSON at line 1, column 10/ }])
+})
+
+t.test('addresses the API server refuses (unspecified, multicast, link-local) are refused, naming the path', async (t) => {
+  const parse = (spec: Record<string, unknown>, extra: Record<string, unknown> = {}): Service =>
+    parseObjects([{ ...svc({ ports: [{ port: 80 }], ...spec }), ...extra }], 'f').objects[0] as Service
+  const paths = (fn: () => unknown): string[] => issuesOf(fn).map((i) => i.path)
+
+  t.equal(addressClass('0.0.0.0'), 'unspecified')
+  t.equal(addressClass('::'), 'unspecified')
+  t.equal(addressClass('::ffff:0.0.0.0'), 'unspecified', 'an IPv4-mapped address counts as its IPv4 address')
+  t.equal(addressClass('169.254.169.254'), 'link-local')
+  t.equal(addressClass('fe80::1'), 'link-local')
+  t.equal(addressClass('febf::1'), 'link-local', 'fe80::/10 reaches febf')
+  t.equal(addressClass('fec0::1'), 'unicast')
+  t.equal(addressClass('224.0.0.251'), 'link-local multicast')
+  t.equal(addressClass('ff02::fb'), 'link-local multicast')
+  t.equal(addressClass('239.1.2.3'), 'multicast')
+  t.equal(addressClass('ff05::2'), 'multicast')
+  for (const ok of ['127.96.0.1', '10.0.0.1', '::1', 'fd00::1', '223.255.255.255', '240.0.0.1']) t.equal(addressClass(ok), 'unicast', ok)
+
+  // clusterIP: what the API server's allocator never hands out, and what nothing can listen on.
+  t.same(issuesOf(() => parse({ clusterIP: '0.0.0.0' })), [
+    { file: 'f', object: ref, path: 'spec.clusterIP', message: 'expected the address of one host, got "0.0.0.0" (the unspecified address stands for every address of this node)' }
+  ])
+  t.same(issuesOf(() => parse({ clusterIP: '239.1.2.3', clusterIPs: ['239.1.2.3'] })), [
+    { file: 'f', object: ref, path: 'spec.clusterIP', message: 'expected a unicast address, got "239.1.2.3" (multicast: nothing can listen there)' }
+  ], 'reported once, not again for spec.clusterIPs[0]')
+  t.same(paths(() => parse({ clusterIPs: ['::'] })), ['spec.clusterIPs[0]'])
+  t.same(paths(() => parse({ clusterIP: '10.0.0.1', clusterIPs: ['10.0.0.1', 'ff02::1'] })), ['spec.clusterIPs[1]'])
+  t.equal(parse({ clusterIP: '169.254.0.10' }).clusterIP, '169.254.0.10', 'a link-local clusterIP is the allocator\'s business (its range), as in the API server')
+  t.same(issuesOf(() => parse({ clusterIP: '10.0.0.300' }))[0]?.message, 'expected an IPv4 or IPv6 address, "None" or "", got "10.0.0.300"', 'the syntax message is unchanged')
+
+  // externalIPs: ValidateNonSpecialIP (loopback stays allowed: svcproxy serves on 127/8).
+  t.same(issuesOf(() => parse({ externalIPs: ['0.0.0.0', '::', '169.254.1.1', 'fe80::1', '239.1.1.1', '224.0.0.1', '127.0.0.2', '192.0.2.10'] })), [
+    { file: 'f', object: ref, path: 'spec.externalIPs[0]', message: 'expected the address of one host, got "0.0.0.0" (the unspecified address stands for every address of this node)' },
+    { file: 'f', object: ref, path: 'spec.externalIPs[1]', message: 'expected the address of one host, got "::" (the unspecified address stands for every address of this node)' },
+    { file: 'f', object: ref, path: 'spec.externalIPs[2]', message: 'expected an address outside the link-local ranges 169.254.0.0/16 and fe80::/10 (the API server refuses them here), got "169.254.1.1"' },
+    { file: 'f', object: ref, path: 'spec.externalIPs[3]', message: 'expected an address outside the link-local ranges 169.254.0.0/16 and fe80::/10 (the API server refuses them here), got "fe80::1"' },
+    { file: 'f', object: ref, path: 'spec.externalIPs[4]', message: 'expected a unicast address, got "239.1.1.1" (multicast: nothing can listen there)' },
+    { file: 'f', object: ref, path: 'spec.externalIPs[5]', message: 'expected a unicast address outside 224.0.0.0/24 and ff02::/16, got "224.0.0.1" (link-local multicast)' }
+  ])
+  t.same(issuesOf(() => parse({ externalIPs: ['nope'] }))[0]?.message, 'expected an IPv4 or IPv6 address, got "nope"', 'the syntax message is unchanged')
+
+  // Load-balancer ingress IPs are bound too: unspecified and multicast refused.
+  const lb = (ip: string): Record<string, unknown> => ({ status: { loadBalancer: { ingress: [{ ip: '203.0.113.7' }, { ip }] } } })
+  t.same(paths(() => parse({ type: 'LoadBalancer' }, lb('0.0.0.0'))), ['status.loadBalancer.ingress[1].ip'])
+  t.same(paths(() => parse({ type: 'LoadBalancer' }, lb('ff0e::1'))), ['status.loadBalancer.ingress[1].ip'])
+  t.same(parse({ type: 'LoadBalancer' }, lb('169.254.3.3')).loadBalancerIPs, ['203.0.113.7', '169.254.3.3'], 'the API server accepts a link-local ingress IP')
+
+  // Endpoints and slices: what the API server refuses (unspecified, link-local); loopback stays.
+  const ep = (ip: string): Record<string, unknown> => ({ apiVersion: 'v1', kind: 'Endpoints', metadata: { name: 'web' }, subsets: [{ addresses: [{ ip: '10.0.0.1' }], notReadyAddresses: [{ ip }], ports: [{ port: 80 }] }] })
+  t.same(issuesOf(() => parseObjects([ep('0.0.0.0')], 'f')), [
+    { file: 'f', object: 'Endpoints default/web', path: 'subsets[0].notReadyAddresses[0].ip', message: 'expected the address of one host, got "0.0.0.0" (the unspecified address stands for every address of this node)' }
+  ])
+  t.same(paths(() => parseObjects([ep('169.254.169.254')], 'f')), ['subsets[0].notReadyAddresses[0].ip'])
+  t.same(paths(() => parseObjects([ep('ff02::1')], 'f')), ['subsets[0].notReadyAddresses[0].ip'])
+  for (const ok of ['127.0.0.1', '239.1.1.1', '::1']) t.equal(parseObjects([ep(ok)], 'f').objects.length, 1, `endpoint ${ok} accepted`)
+  const slice = (addressType: string, a: string): Record<string, unknown> => ({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'web-1', labels: { 'kubernetes.io/service-name': 'web' } }, addressType, endpoints: [{ addresses: [a] }], ports: [{ port: 80 }] })
+  t.same(issuesOf(() => parseObjects([slice('IPv6', '::')], 'f')), [
+    { file: 'f', object: 'EndpointSlice default/web-1', path: 'endpoints[0].addresses[0]', message: 'expected the address of one host, got "::" (the unspecified address stands for every address of this node)' }
+  ])
+  t.same(paths(() => parseObjects([slice('IPv4', '169.254.0.1')], 'f')), ['endpoints[0].addresses[0]'])
+})
+
+t.test('an endpoint at its own service\'s address and port is refused when both are in the document', async (t) => {
+  const service = svc({ clusterIP: '127.96.0.5', externalIPs: ['127.97.0.5'], ports: [{ name: 'http', port: 80 }, { name: 'dns', port: 53, protocol: 'UDP' }] })
+  const ep = (ip: string, port: number, name = 'http', protocol = 'TCP'): Record<string, unknown> =>
+    ({ apiVersion: 'v1', kind: 'Endpoints', metadata: { name: 'web' }, subsets: [{ addresses: [{ ip: '127.0.0.9' }, { ip }], ports: [{ name, port, protocol }] }] })
+  t.same(issuesOf(() => parseObjects([service, ep('127.96.0.5', 80)], 'f')), [
+    { file: 'f', object: 'Endpoints default/web', path: 'subsets[0].addresses[1].ip', message: 'expected an endpoint other than the clusterIP of Service default/web at its port "http", got 127.96.0.5:80: connections would loop back into svcproxy' }
+  ])
+  t.same(issuesOf(() => parseObjects([ep('127.97.0.5', 53, 'dns', 'UDP'), service], 'f')).map((i) => [i.path, i.message.slice(0, 45)]), [
+    ['subsets[0].addresses[1].ip', 'expected an endpoint other than the externalI']
+  ], 'an externalIP, UDP, whatever the order in the document')
+  const lbSvc = { ...svc({ type: 'LoadBalancer', clusterIP: '127.96.0.6', ports: [{ port: 443 }] }, { name: 'lb' }), status: { loadBalancer: { ingress: [{ ip: '127.98.0.6' }] } } }
+  const lbSlice = { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'lb-1', labels: { 'kubernetes.io/service-name': 'lb' } }, addressType: 'IPv4', endpoints: [{ addresses: ['127.0.0.9'] }, { addresses: ['127.98.0.6'] }], ports: [{ port: 443 }] }
+  t.same(issuesOf(() => parseObjects([lbSvc, lbSlice], 'f')).map((i) => [i.object, i.path]), [['EndpointSlice default/lb-1', 'endpoints[1].addresses[0]']], 'a load-balancer IP, in a slice')
+
+  // Not loops: another port, another protocol, another service's address, or no Service in the document.
+  t.equal(parseObjects([service, ep('127.96.0.5', 8080)], 'f').objects.length, 2, 'the clusterIP at another port (a pod on the VIP) is allowed')
+  t.equal(parseObjects([service, ep('127.96.0.5', 53)], 'f').objects.length, 2, 'http (TCP) at the clusterIP\'s port 53 is allowed: 53 is served for UDP only')
+  const other = svc({ clusterIP: '127.96.0.7', ports: [{ name: 'http', port: 80 }] }, { name: 'other' })
+  t.equal(parseObjects([service, other, ep('127.96.0.7', 80)], 'f').objects.length, 3, 'another service\'s clusterIP (chaining services) is allowed')
+  t.equal(parseObjects([ep('127.96.0.5', 80)], 'f').objects.length, 1, 'without its Service the document cannot know: the data plane skips it (test/services.test.ts)')
 })

@@ -86,13 +86,20 @@ t.test('errors: every error class is in lib/errors.ts and named in ERROR_CODES',
   t.same(unknown, [], 'no SVCPROXY_ code outside ERROR_CODES')
 })
 
+function observed (v: number): Histogram {
+  const h = new Histogram([0.001, 1])
+  h.observe(v)
+  return h
+}
+
 /** A service port with one endpoint, shaped as renderMetrics reads it: every family has a series. */
 function fakeMetricsInput (): MetricsInput {
   const endpoint = { key: '10.0.0.1:80', ready: true, accepted: 1, active: 1, dialFailures: 0, affinityHits: 0, bytesUp: 0, bytesDown: 0, udpDatagramsUp: 0, udpDatagramsDown: 0 }
   const rt = {
     id: 'default/web:http', namespace: 'default', service: 'web', portLabel: 'http',
     accepted: 1, active: 1, dialFailures: 0, dialRetries: 0, rejectedLimit: 0, noEndpoints: 0, udpSessionsActive: 0,
-    sourceRangeDenied: 0, udpDrops: 0, bytesUp: 0, bytesDown: 0, udpDatagramsUp: 0, udpDatagramsDown: 0,
+    sourceRangeDenied: 0, udpDrops: 0, bytesUp: 0, bytesDown: 0, udpDatagramsUp: 0, udpDatagramsDown: 0, selfLoopEndpoints: 0,
+    dialDuration: observed(0.001), connectionDuration: observed(0.5),
     balancer: { affinityEntries: 0, endpoints: [endpoint] },
   }
   const proxy = {
@@ -113,8 +120,9 @@ t.test('metrics: a scrape declares exactly METRIC_FAMILIES, with their types, he
   t.teardown(() => input.process.close())
   const scrape = parseExposition(await renderMetrics(input))
   const table = Object.entries(METRIC_FAMILIES)
-  // svcproxy_open_fds needs /proc/self/fd.
-  const expected = table.filter(([name]) => process.platform === 'linux' || name !== 'svcproxy_open_fds')
+  // These need /proc/self.
+  const linuxOnly = ['svcproxy_open_fds', 'process_open_fds', 'process_max_fds', 'process_virtual_memory_bytes']
+  const expected = table.filter(([name]) => process.platform === 'linux' || !linuxOnly.includes(name))
   sameSet(t, expected.map(([n]) => n), scrape.types.keys(), 'families in a scrape vs METRIC_FAMILIES')
   const labelSets = new Map<string, Set<string>>()
   for (const s of scrape.samples) {
@@ -131,7 +139,7 @@ t.test('metrics: a scrape declares exactly METRIC_FAMILIES, with their types, he
 })
 
 t.test('metrics: docs/operations.md lists every family with its type and labels, and no other', async (t) => {
-  const docs = rows(section(read('docs/operations.md'), '## Metrics')).filter((r) => ticked(r[0])?.startsWith('svcproxy_') === true)
+  const docs = rows(section(read('docs/operations.md'), '## Metrics')).filter((r) => /^(svcproxy|process)_/.test(ticked(r[0]) ?? ''))
   t.equal(docs.length, Object.keys(METRIC_FAMILIES).length, `${docs.length} families documented`)
   sameSet(t, docs.map((r) => ticked(r[0]) ?? ''), Object.keys(METRIC_FAMILIES), 'metric families')
   for (const r of docs) {

@@ -11,7 +11,7 @@ import {
   ValidationError, parseObjects, readDocumentFile,
 } from '../lib/index.js'
 import { Table } from '../lib/table/table.js'
-import { fetchAll, listen, testProxy, udpClient, udpServer } from './helpers.js'
+import { fetchAll, listen, testProxy, udpClient, udpServer, until } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 /** The part of a tap Test the helpers use. */
@@ -694,4 +694,50 @@ t.test('multi-port service: named targetPorts resolve to different numbers on di
   t.same(uniq(await collect(4, admin.address, admin.port)), ['p1-mgmt', 'p2-mgmt'])
   t.same(p.status().find((s) => s.port === 'admin')?.endpoints.map((e) => e.endpoint), [`127.0.129.21:${servers['p1-mgmt'] ?? 0}`, `127.0.129.22:${servers['p2-mgmt'] ?? 0}`])
   t.same(p.status().find((s) => s.port === 'http')?.endpoints.length, 3, 'p3 has a web port')
+})
+
+// ---------------------------------------------------------------------------------------------
+// Self-loops (issue 18): an endpoint at the service's own address and port
+
+t.test('an endpoint at the service\'s own clusterIP:port or node address:nodePort is never dialled, and counted', async (t) => {
+  const a = await named(t, 'a', '127.0.58.1')
+  // Real ports (a loop needs the listener at the port the endpoint names); the connection limit
+  // bounds the nested connections a loop would make, so a regression fails instead of exhausting descriptors.
+  const p = testProxy(t, { ephemeralPorts: false, bindAddress: '127.0.0.1', maxConnections: 20 })
+  const accepted: number[] = []
+  p.on('accept', (e) => { accepted.push(e.id) })
+  // The Service first, its Endpoints in a later write (as a watch delivers them): validation
+  // cannot see both at once, so the data plane must refuse the loop.
+  await p.apply(service('sl', { type: 'NodePort', clusterIP: '127.58.0.1', ports: [{ port: 18581, nodePort: 31858 }] }))
+  const ep = (ips: Array<[string, number]>): Raw => ({ apiVersion: 'v1', kind: 'Endpoints', metadata: { name: 'sl', namespace: 'default' }, subsets: ips.map(([ip, port]) => ({ addresses: [{ ip }], ports: [{ port }] })) })
+  await p.apply(ep([['127.58.0.1', 18581], ['127.0.0.1', 31858], ['127.0.58.1', a.port]]))
+  const rt = p.dataplane.runtimes.get('default/sl:18581')
+  t.equal(rt?.selfLoopEndpoints, 2, 'two endpoints left out: clusterIP:port and a node address at the nodePort')
+  t.same(p.status()[0]?.endpoints.map((e) => e.endpoint), [`127.0.58.1:${a.port}`], 'only the real endpoint is in the set')
+
+  for (const [host, port] of [['127.58.0.1', 18581], ['127.0.0.1', 31858]] as const) {
+    t.same(await collect(4, host, port), ['a', 'a', 'a', 'a'], `every connection at ${host}:${port} reaches the pod`)
+  }
+  t.equal(accepted.length, 8, 'one accept per client connection: none made by the proxy to itself')
+  t.equal(a.hits(), 8)
+  t.equal(rt?.dialFailures, 0)
+
+  // Only the looping endpoint: the service has no endpoint (reset at once), not 20 nested connections.
+  await p.apply(ep([['127.58.0.1', 18581]]))
+  t.equal(await fetchAll('127.58.0.1', 18581), 'ERR:ECONNRESET', 'no endpoint: the client is reset')
+  t.equal(rt?.noEndpoints, 1, 'counted as no endpoints')
+  t.equal(p.limits.rejected, 0, 'the connection limit was never reached')
+  t.equal(accepted.length, 9)
+  t.equal(rt?.selfLoopEndpoints, 1)
+
+  // The metric families carry it (once every connection is closed on the proxy's side too).
+  t.ok(await until(() => p.dataplane.openCount() === 0))
+  const { renderMetrics } = await import('../lib/admin/collect.js')
+  const { ProcessStats } = await import('../lib/admin/process-stats.js')
+  const stats = new ProcessStats()
+  t.teardown(() => stats.close())
+  const text = await renderMetrics({ proxy: p, health: () => ({ kind: 'api', synced: true, stale: false, reason: '', lastSyncedAt: 0, revision: 0 }), process: stats })
+  t.match(text, /\nsvcproxy_self_loop_endpoints\{namespace="default",service="sl",port="18581"\} 1\n/)
+  t.match(text, /\nsvcproxy_dial_duration_seconds_count\{namespace="default",service="sl",port="18581"\} 8\n/, 'one dial observation per connection that reached an endpoint')
+  t.match(text, /\nsvcproxy_connection_duration_seconds_count\{namespace="default",service="sl",port="18581"\} 9\n/, 'one duration observation per connection')
 })

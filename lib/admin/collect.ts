@@ -74,6 +74,13 @@ export async function renderMetrics ({ proxy, health, process: proc }: MetricsIn
     x.sample(`${rtLabels[i] ?? ''},ready="true"`, ready)
     x.sample(`${rtLabels[i] ?? ''},ready="false"`, rt.balancer.endpoints.length - ready)
   })
+  open(x, 'svcproxy_self_loop_endpoints')
+  rts.forEach((rt, i) => x.sample(rtLabels[i] ?? '', rt.selfLoopEndpoints))
+  // Only service ports that carried a connection: 9 to 13 buckets each adds up with many ports.
+  open(x, 'svcproxy_dial_duration_seconds')
+  rts.forEach((rt, i) => { if (rt.dialDuration.count > 0) x.histogram(rtLabels[i] ?? '', rt.dialDuration) })
+  open(x, 'svcproxy_connection_duration_seconds')
+  rts.forEach((rt, i) => { if (rt.connectionDuration.count > 0) x.histogram(rtLabels[i] ?? '', rt.connectionDuration) })
 
   for (const [name, read] of ENDPOINT) {
     open(x, name)
@@ -152,6 +159,25 @@ export async function renderMetrics ({ proxy, health, process: proc }: MetricsIn
     x.sample('', p.openFds)
   }
   open(x, 'svcproxy_start_time_seconds')
+  x.sample('', p.startTimeSeconds)
+
+  open(x, 'process_cpu_seconds_total')
+  x.sample('', p.cpuUserSeconds + p.cpuSystemSeconds)
+  open(x, 'process_resident_memory_bytes')
+  x.sample('', p.rss)
+  if (p.virtualMemory >= 0) {
+    open(x, 'process_virtual_memory_bytes')
+    x.sample('', p.virtualMemory)
+  }
+  if (p.openFds >= 0) {
+    open(x, 'process_open_fds')
+    x.sample('', p.openFds)
+  }
+  if (p.maxFds >= 0) {
+    open(x, 'process_max_fds')
+    x.sample('', p.maxFds)
+  }
+  open(x, 'process_start_time_seconds')
   x.sample('', p.startTimeSeconds)
   return x.text()
 }

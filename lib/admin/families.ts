@@ -32,6 +32,9 @@ export const METRIC_FAMILIES = {
   svcproxy_source_range_denied_total: { type: 'counter', labels: PORT, help: 'Clients outside a LoadBalancer service\'s loadBalancerSourceRanges, at its load-balancer addresses: TCP connections reset, UDP datagrams dropped.' },
   svcproxy_affinity_clients: { type: 'gauge', labels: PORT, help: 'Client IPs pinned to an endpoint by sessionAffinity ClientIP (expired pins are swept lazily).' },
   svcproxy_endpoints: { type: 'gauge', labels: [...PORT, 'ready'], help: 'Endpoints in the service port\'s set. ready="false": serving-and-terminating fallback endpoints.' },
+  svcproxy_self_loop_endpoints: { type: 'gauge', labels: PORT, help: 'Endpoints left out of the service port\'s set because they are its own address (clusterIP, externalIP or load-balancer IP at the port, a node address at the nodePort): never dialled.' },
+  svcproxy_dial_duration_seconds: { type: 'histogram', labels: PORT, help: 'TCP: time from accept until an endpoint answered, the whole dial ladder included; one observation per connection that reached an endpoint.' },
+  svcproxy_connection_duration_seconds: { type: 'histogram', labels: PORT, help: 'TCP: time from accept until both sides closed; one observation per connection.' },
 
   // Per endpoint.
   svcproxy_endpoint_connections_total: { type: 'counter', labels: ENDPOINT, help: 'TCP connections established to the endpoint.' },
@@ -46,7 +49,7 @@ export const METRIC_FAMILIES = {
   svcproxy_last_sync_timestamp_seconds: { type: 'gauge', labels: [], help: 'Unix time of the last successful table write; 0 before the first.' },
   svcproxy_sync_errors_total: { type: 'counter', labels: [], help: 'Table writes rejected or failed (invalid manifest, conflicting object); the last good state keeps serving.' },
   svcproxy_table_revision: { type: 'gauge', labels: [], help: 'Revision of the served table; increases by one per successful write.' },
-  svcproxy_accept_errors_total: { type: 'counter', labels: [], help: 'Accepts that failed for lack of file descriptors (EMFILE/ENFILE); the connection was closed at once and the listener kept serving.' },
+  svcproxy_accept_errors_total: { type: 'counter', labels: [], help: 'Out-of-descriptor episodes (EMFILE/ENFILE) on the accept path, each counted once however many accepts or dials failed in it, and any other failed accept; the listeners kept serving.' },
   svcproxy_service_ports: { type: 'gauge', labels: [], help: 'Service ports in the table.' },
   svcproxy_listeners: { type: 'gauge', labels: ['state'], help: 'Service listeners (one per exposed address and port) by state; state="error" could not bind and is retried with backoff.' },
   svcproxy_frontends_in_error: { type: 'gauge', labels: [], help: 'Service listeners that could not bind (EADDRINUSE, EADDRNOTAVAIL, ...) and are being retried with backoff; /readyz answers 503 while it is not 0.' },
@@ -67,6 +70,15 @@ export const METRIC_FAMILIES = {
   // Linux only: absent where /proc/self/fd does not exist.
   svcproxy_open_fds: { type: 'gauge', labels: [], help: 'Open file descriptors (each proxied TCP connection holds two).' },
   svcproxy_start_time_seconds: { type: 'gauge', labels: [], help: 'Unix time the process started.' },
+
+  // Process, with the names of Prometheus's process collectors (dashboards for any exporter read these).
+  process_cpu_seconds_total: { type: 'counter', labels: [], help: 'Total user and system CPU time spent in seconds.' },
+  process_resident_memory_bytes: { type: 'gauge', labels: [], help: 'Resident memory size in bytes.' },
+  // Linux only (/proc/self): absent elsewhere.
+  process_virtual_memory_bytes: { type: 'gauge', labels: [], help: 'Virtual memory size in bytes.' },
+  process_open_fds: { type: 'gauge', labels: [], help: 'Number of open file descriptors.' },
+  process_max_fds: { type: 'gauge', labels: [], help: 'Maximum number of open file descriptors.' },
+  process_start_time_seconds: { type: 'gauge', labels: [], help: 'Start time of the process since unix epoch in seconds.' },
 } as const satisfies Record<string, MetricFamily>
 
 export type FamilyName = keyof typeof METRIC_FAMILIES

@@ -1,4 +1,4 @@
-import { readdir } from 'node:fs/promises'
+import { readFile, readdir } from 'node:fs/promises'
 import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks'
 
 export interface ProcessSnapshot {
@@ -14,10 +14,14 @@ export interface ProcessSnapshot {
   cpuSystemSeconds: number
   /** Open file descriptors; -1 where /proc/self/fd does not exist (not Linux). */
   openFds: number
+  /** The soft limit on open descriptors (RLIMIT_NOFILE, what EMFILE is measured against); -1 where /proc/self/limits does not exist. */
+  maxFds: number
+  /** Virtual memory size, bytes; -1 where /proc/self/stat does not exist. */
+  virtualMemory: number
   startTimeSeconds: number
 }
 
-const START_TIME_SECONDS = (Date.now() - performance.now()) / 1000
+const START_TIME_SECONDS = performance.timeOrigin / 1000
 
 /**
  * Process health, sampled at scrape time. The event-loop monitor samples inside libuv
@@ -53,6 +57,8 @@ export class ProcessStats {
       cpuUserSeconds: cpu.user / 1e6,
       cpuSystemSeconds: cpu.system / 1e6,
       openFds: await countOpenFds(),
+      maxFds: await maxOpenFds(),
+      virtualMemory: await virtualMemorySize(),
       startTimeSeconds: START_TIME_SECONDS,
     }
   }
@@ -66,6 +72,28 @@ async function countOpenFds (): Promise<number> {
   try {
     // readdir holds one descriptor on the directory itself while it lists it.
     return (await readdir('/proc/self/fd')).length - 1
+  } catch {
+    return -1
+  }
+}
+
+/** The soft "Max open files" of /proc/self/limits (what Prometheus's process collectors call process_max_fds). */
+async function maxOpenFds (): Promise<number> {
+  try {
+    const line = (await readFile('/proc/self/limits', 'utf8')).split('\n').find((l) => l.startsWith('Max open files'))
+    const soft = line?.slice('Max open files'.length).trim().split(/\s+/)[0]
+    return soft === undefined ? -1 : soft === 'unlimited' ? Infinity : Number(soft)
+  } catch {
+    return -1
+  }
+}
+
+/** vsize, field 23 of /proc/self/stat (counted after the command name, which may hold spaces). */
+async function virtualMemorySize (): Promise<number> {
+  try {
+    const stat = await readFile('/proc/self/stat', 'utf8')
+    const v = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[20])
+    return Number.isFinite(v) ? v : -1
   } catch {
     return -1
   }

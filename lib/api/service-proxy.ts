@@ -105,6 +105,8 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
     this.table = new Table({ serviceClusterIPRange: opts.serviceClusterIPRange, serviceNodePortRange: opts.serviceNodePortRange })
     this.hostname = opts.hostname
     this.nodePortCidrs = opts.nodePortAddresses.length > 0 ? opts.nodePortAddresses.map((c) => parseCidr(c, '--nodeport-addresses')) : null
+    const np = this.nodePortHosts(opts.bindAddress) // said once at start: node ports are the one thing not on loopback by default
+    this.logger.info({ nodePortAddresses: np }, np.length === 0 ? 'node ports listen on no address: none of this node\'s addresses is inside the node port CIDRs' : `node ports listen on ${np.some((h) => h === '0.0.0.0' || h === '::') ? `every address of this node (${np.join(', ')})` : np.join(', ')}`)
     this.limits = new ConnectionLimits(opts.maxConnections)
     this.strictBind = opts.strictBind
     // The VIP interface opens before the first write: every write waits for it, and when it

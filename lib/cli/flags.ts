@@ -45,23 +45,44 @@ export const FLAGS: Record<string, OptionSpec & { commands: string[] }> = {
 
 export type FlagValues = Record<string, string | boolean | undefined>
 
-export function parseFlags (command: string, argv: string[]): { values: FlagValues, positionals: string[] } {
+/** `values` with the defaults filled in; `given`: the flags on the command line (a default is not given). */
+export function parseFlags (command: string, argv: string[]): { values: FlagValues, positionals: string[], given: Set<string> } {
   const options: NonNullable<ParseArgsConfig['options']> = {}
+  const known = new Set<string>()
   for (const [name, spec] of Object.entries(FLAGS)) {
     if (!spec.commands.includes(command) && !spec.commands.includes('*')) continue
     options[name] = spec.short !== undefined ? { type: spec.type, short: spec.short } : { type: spec.type }
+    known.add(`--${name}`)
+    if (spec.short !== undefined) known.add(`-${spec.short}`)
+  }
+  // parseArgs takes a value starting with '-' for a flag ("--udp-timeout -1s" is "ambiguous"):
+  // one that is not a flag of the command is the value, checked like any other.
+  const args: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? ''
+    const next = argv[i + 1]
+    if (options[a.replace(/^--/, '')]?.type === 'string' && a.startsWith('--') && next !== undefined && next.startsWith('-') && next !== '-' && !known.has(next.split('=')[0] ?? '')) {
+      args.push(`${a}=${next}`)
+      i++
+    } else {
+      args.push(a)
+    }
   }
   try {
-    const { values, positionals } = parseArgs({ args: argv, options, strict: true, allowPositionals: true })
+    const { values, positionals } = parseArgs({ args, options, strict: true, allowPositionals: true })
     const out: FlagValues = {}
     for (const [name, spec] of Object.entries(FLAGS)) {
       const v = (values as Record<string, string | boolean | undefined>)[name]
       out[name] = v ?? (spec.commands.includes(command) ? spec.default : undefined)
     }
-    return { values: out, positionals }
+    return { values: out, positionals, given: new Set(Object.keys(values)) }
   } catch (err) {
+    const msg = (err as Error).message
+    // A flag followed by another flag where its value should be: say so in our words.
+    const amb = /^Option '(-\S+?)(?:, (--\S+))?' argument is ambiguous/.exec(msg)
+    if (amb !== null) throw new ConfigError(`${amb[2] ?? amb[1] ?? ''}: expected a value, got the flag that follows it (see svcproxy ${command} --help)`)
     // main() prefixes `svcproxy <command>:`; Node's hint about '--' positionals is noise here.
-    const first = ((err as Error).message.split('\n')[0] ?? '').replace(/\. To specify a positional argument.*$/, '')
+    const first = (msg.split('\n')[0] ?? '').replace(/\. To specify a positional argument.*$/, '')
     throw new ConfigError(`${first} (see svcproxy ${command} --help)`)
   }
 }
@@ -87,6 +108,7 @@ export const COMMANDS: Record<string, string> = {
   delete: 'Delete the objects of a file (-f), or "service|endpoints|endpointslice|pod NAMESPACE/NAME", from the Redis store.',
   get: 'List services|endpoints|endpointslices|pods in the Redis store (-n NS, -o json).',
   cleanup: 'Remove the --vip-interface link and every address on it (kube-proxy --cleanup); run after svcproxy stops for good.',
+  version: 'Print the svcproxy version (as does svcproxy --version).',
   help: 'Show this help.',
 }
 
@@ -95,7 +117,7 @@ export function helpText (command?: string): string {
   if (command === undefined || COMMANDS[command] === undefined) {
     lines.push('svcproxy: a userspace TCP/UDP service proxy (kube-proxy userspace mode, for Node.js)', '', 'Usage: svcproxy <command> [flags]', '', 'Commands:')
     for (const [c, h] of Object.entries(COMMANDS)) lines.push(`  ${c.padEnd(10)} ${h}`)
-    lines.push('', 'Run "svcproxy <command> --help" for the flags of a command. Durations: 250ms, 30s, 1m30s.')
+    lines.push('', 'Run "svcproxy <command> --help" for the flags of a command, "svcproxy --version" for the version. Durations: 250ms, 30s, 1m30s.')
     return lines.join('\n')
   }
   lines.push(`Usage: svcproxy ${command} [flags]`, '', COMMANDS[command] ?? '', '', 'Flags:')

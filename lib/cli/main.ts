@@ -1,7 +1,10 @@
+import { readFileSync } from 'node:fs'
 import pino, { type Logger } from 'pino'
 import type { Algorithm } from '../balancer/balancer.js'
 import { ConfigError, SvcproxyError } from '../errors.js'
 import { readDocumentFile } from '../model/document.js'
+import { isIP, parseCidr } from '../model/ip.js'
+import { parsePortRange } from '../table/allocator.js'
 import { MAX_UDP_SESSIONS, type ProxyOptions } from '../api/options.js'
 import { MAX_CONNECTIONS_LIMIT } from '../model/annotations.js'
 import { createProxy, type ServiceProxy } from '../api/service-proxy.js'
@@ -50,17 +53,23 @@ export async function main (argv: string[], io: Io = stdio): Promise<number> {
     io.out(helpText(argv[1]))
     return 0
   }
+  if (command === '--version') {
+    io.out(`svcproxy ${packageVersion()}`)
+    return 0
+  }
   if (COMMANDS[command] === undefined) {
     io.err(`svcproxy: unknown command "${command}" (commands: ${Object.keys(COMMANDS).join(', ')})`)
     return 2
   }
   try {
-    const { values, positionals } = parseFlags(command, argv.slice(1))
+    const { values, positionals, given } = parseFlags(command, argv.slice(1))
     if (values.help === true) {
       io.out(helpText(command))
       return 0
     }
+    checkUsage(command, values, positionals, given)
     switch (command) {
+      case 'version': io.out(`svcproxy ${packageVersion()}`); return 0
       case 'validate': return await validate(values, positionals, io)
       case 'run': return await run(values, io)
       case 'demo': return await demo(values, io)
@@ -82,14 +91,55 @@ export async function main (argv: string[], io: Io = stdio): Promise<number> {
   }
 }
 
+/** Positional arguments a command takes; more is a usage error. */
+const POSITIONALS: Record<string, number> = { run: 0, demo: 0, status: 0, cleanup: 0, version: 0, validate: 1, apply: 1, get: 1, delete: Infinity }
+
+/** Flags of `run --redis` that a `--config` file has no use for. */
+const REDIS_ONLY = ['sync-period', 'state-file', 'redis-key-prefix']
+
+/**
+ * Usage errors (ConfigError: exit 2), all found before anything starts: an argument the command
+ * does not take, a range or address flag that cannot be parsed, flags that do not go together.
+ */
+function checkUsage (command: string, values: FlagValues, positionals: string[], given: Set<string>): void {
+  const max = POSITIONALS[command] ?? 0
+  if (positionals.length > max) throw new ConfigError(`unexpected argument "${positionals[max] ?? ''}" (see svcproxy ${command} --help)`)
+  if (max === 1 && positionals.length > 0 && given.has('filename')) throw new ConfigError(`-f ${str(values, 'filename') ?? ''} and "${positionals[0] ?? ''}": give the file once`)
+  // The allocation ranges, parsed as the table parses them (ConfigError naming the flag), before a store is asked.
+  const ports = str(values, 'service-node-port-range')
+  if (ports !== undefined) parsePortRange(ports)
+  const ips = str(values, 'service-cluster-ip-range')
+  if (ips !== undefined) parseCidr(ips, '--service-cluster-ip-range')
+  const bind = str(values, 'bind-address')
+  if (bind !== undefined && !isIP(bind)) throw new ConfigError(`--bind-address: expected an IP address such as 0.0.0.0 or 127.0.0.1 (no port, no name), got "${bind}"`)
+  // A flag accepted and ignored would mislead: with --config there is no store to relist (the
+  // file is watched and polled every second), no snapshot to keep and no key prefix.
+  if (command === 'run' && given.has('config')) {
+    const redisOnly = REDIS_ONLY.find((f) => given.has(f))
+    if (redisOnly !== undefined) throw new ConfigError(`--${redisOnly} applies to run --redis only; a --config file is watched and needs none`)
+  }
+}
+
+/** svcproxy's package.json version, found upward from this file (lib/cli/ in a checkout, dist/lib/cli/ when built). */
+export function packageVersion (): string {
+  let dir = new URL('.', import.meta.url)
+  for (let i = 0; i < 5; i++, dir = new URL('..', dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL('package.json', dir), 'utf8')) as { name?: unknown, version?: unknown }
+      if (pkg.name === 'svcproxy' && typeof pkg.version === 'string') return pkg.version
+    } catch { /* not here: one level up */ }
+  }
+  return 'unknown'
+}
+
 async function validate (values: FlagValues, positionals: string[], io: Io): Promise<number> {
   const file = str(values, 'filename') ?? positionals[0]
   if (file === undefined) throw new ConfigError('-f FILE is required')
+  // Cross-object rules (clusterIP and nodePort uniqueness) are checked as a fresh table would.
+  const table = new Table({ serviceClusterIPRange: str(values, 'service-cluster-ip-range'), serviceNodePortRange: str(values, 'service-node-port-range') })
   try {
     const doc = await readDocumentFile(file)
     for (const w of doc.warnings) io.err(`warning: ${w}`)
-    // Cross-object rules (clusterIP and nodePort uniqueness) are checked as a fresh table would.
-    const table = new Table({ serviceClusterIPRange: str(values, 'service-cluster-ip-range'), serviceNodePortRange: str(values, 'service-node-port-range') })
     table.write(doc.objects, [], file)
     const counts = new Map<string, number>()
     for (const o of doc.objects) counts.set(o.kind, (counts.get(o.kind) ?? 0) + 1)

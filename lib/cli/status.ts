@@ -1,4 +1,4 @@
-import { UnreachableError } from '../errors.js'
+import { ConfigError, UnreachableError } from '../errors.js'
 import type { FrontendStatus, ServicePortStatus } from '../api/service-proxy.js'
 import { parseBindAddress } from '../admin/server.js'
 import type { ServicesDoc } from '../admin/serialize.js'
@@ -9,9 +9,12 @@ import { type Terminal, watchStatus } from './status-watch.js'
 /** Where the daemon's /v1 API is: --server, else the --metrics-bind-address it was started with. */
 export function statusBaseUrl (values: FlagValues): string {
   const server = str(values, 'server')
-  if (server !== undefined && server !== '') return server.replace(/\/+$/, '')
+  if (server !== undefined && server !== '') {
+    if (!/^https?:\/\/[^/]/.test(server) || !URL.canParse(server)) throw new ConfigError(`--server: expected the daemon's admin URL, such as http://127.0.0.1:10249, got "${server}"`)
+    return server.replace(/\/+$/, '')
+  }
   const addr = parseBindAddress(str(values, 'metrics-bind-address') ?? '', '--metrics-bind-address')
-  if (addr === null) throw new UnreachableError('--metrics-bind-address is empty: give --server URL')
+  if (addr === null) throw new ConfigError('--metrics-bind-address is empty: give --server URL')
   // A daemon bound to every address is reached on loopback.
   const host = addr.host === '0.0.0.0' ? '127.0.0.1' : addr.host === '::' ? '::1' : addr.host
   return `http://${host.includes(':') ? `[${host}]` : host}:${addr.port}`
@@ -40,8 +43,19 @@ async function getJson (base: string, path: string, timeoutMs: number): Promise<
     const why = cause?.code ?? (err as Error).message
     throw new UnreachableError(`cannot reach svcproxy at ${base}: ${why} (is it running? set --metrics-bind-address or --server)`, { cause: err })
   }
-  if (res.status !== 200) throw new UnreachableError(`${url}: HTTP ${res.status}`)
-  return await res.json()
+  if (res.status !== 200) throw new UnreachableError(`${url}: HTTP ${res.status}${res.status === 404 ? ' (is this a svcproxy daemon\'s metrics address?)' : ''}`)
+  // Another server at that address (a web page, another exporter): say so, not "Unexpected token".
+  const text = await res.text()
+  try {
+    return JSON.parse(text)
+  } catch {
+    throw new UnreachableError(`${url}: not a svcproxy daemon (the answer is not JSON${contentTypeOf(res)}); is --server or --metrics-bind-address the daemon's metrics address?`)
+  }
+}
+
+function contentTypeOf (res: Response): string {
+  const type = res.headers.get('content-type')
+  return type === null ? '' : `: ${type.split(';')[0] ?? ''}`
 }
 
 /** `svcproxy status`: the running daemon's service ports and endpoints, as tables. */

@@ -25,9 +25,9 @@ export function redisUrlOf (values: FlagValues, env: NodeJS.ProcessEnv = process
   return url
 }
 
-function openStore (values: FlagValues, command: string): RedisStore {
+function openStore (values: FlagValues): RedisStore {
   const url = redisUrlOf(values)
-  if (url === undefined) throw new ConfigError(`svcproxy ${command}: --redis URL (or REDIS_URL) is required`)
+  if (url === undefined) throw new ConfigError('--redis URL (or REDIS_URL) is required')
   return new RedisStore({
     url,
     prefix: str(values, 'redis-key-prefix') ?? DEFAULT_PREFIX,
@@ -60,8 +60,8 @@ function report (res: StoreWriteResult, io: StoreIo): number {
 
 export async function applyCommand (values: FlagValues, positionals: string[], io: StoreIo): Promise<number> {
   const file = str(values, 'filename') ?? positionals[0]
-  if (file === undefined) throw new ConfigError('svcproxy apply: -f FILE is required')
-  const store = openStore(values, 'apply')
+  if (file === undefined) throw new ConfigError('-f FILE is required')
+  const store = openStore(values)
   try {
     return report(await store.applyFile(file), io)
   } finally {
@@ -71,9 +71,9 @@ export async function applyCommand (values: FlagValues, positionals: string[], i
 
 export async function deleteCommand (values: FlagValues, positionals: string[], io: StoreIo): Promise<number> {
   const file = str(values, 'filename')
-  if (file === undefined && positionals.length === 0) throw new ConfigError('svcproxy delete: -f FILE or "service|endpoints|endpointslice|pod NAMESPACE/NAME" is required')
+  if (file === undefined && positionals.length === 0) throw new ConfigError('-f FILE or "service|endpoints|endpointslice|pod NAMESPACE/NAME" is required')
   const refs = file === undefined ? [parseRef(positionals.join(' '))] : null
-  const store = openStore(values, 'delete')
+  const store = openStore(values)
   try {
     return report(refs === null ? await store.deleteFile(file ?? '') : await store.delete(refs), io)
   } finally {
@@ -90,11 +90,11 @@ const GET_KINDS: Record<string, KubeObject['kind']> = {
 
 export async function getCommand (values: FlagValues, positionals: string[], io: StoreIo): Promise<number> {
   const kind = GET_KINDS[(positionals[0] ?? '').toLowerCase()]
-  if (kind === undefined) throw new ConfigError(`svcproxy get: expected services, endpoints, endpointslices or pods, got "${positionals[0] ?? ''}"`)
+  if (kind === undefined) throw new ConfigError(`expected services, endpoints, endpointslices or pods, got "${positionals[0] ?? ''}"`)
   const output = str(values, 'output') ?? ''
   if (output !== '' && output !== 'json') throw new ConfigError(`--output: expected json (or nothing for a table), got "${output}"`)
   const ns = str(values, 'namespace')
-  const store = openStore(values, 'get')
+  const store = openStore(values)
   let listed
   try {
     listed = await store.list()

@@ -17,10 +17,15 @@ export class ConnectionLimits {
   active = 0
   /** Connections reset at once because a limit was reached (global or per service). */
   rejected = 0
-  /** Accept failures for lack of descriptors (EMFILE/ENFILE), every one counted. */
+  /**
+   * svcproxy_accept_errors_total: each out-of-descriptors episode on the accept path once (however
+   * many accepts and dials failed in it), and every other failed accept libuv reports.
+   */
   acceptErrors = 0
   /** An out-of-descriptors episode is under way: logged once when it begins, once when it ends. */
   fdExhausted = false
+  /** TCP listeners open (TcpFrontend): an episode noticed by the probe is on the accept path only when some exist. */
+  tcpListeners = 0
 
   constructor (max: number) {
     this.max = max
@@ -31,8 +36,7 @@ export class ConnectionLimits {
  * Admission of one accepted connection. False: a limit is reached, the caller resets the
  * connection and keeps nothing of it. True: counted in `active` until the caller releases it.
  */
-export function admit (limits: ConnectionLimits, rt: ServicePortRuntime, logger: Logger): boolean {
-  if (limits.fdExhausted) fdRecovered(limits, logger)
+export function admit (limits: ConnectionLimits, rt: ServicePortRuntime): boolean {
   if ((limits.max > 0 && limits.active >= limits.max) || (rt.maxConnections > 0 && rt.serviceConnections.active >= rt.maxConnections)) {
     limits.rejected++
     rt.rejectedLimit++
@@ -42,23 +46,36 @@ export function admit (limits: ConnectionLimits, rt: ServicePortRuntime, logger:
   return true
 }
 
-/**
- * An accept (or a backend dial) that failed for lack of descriptors. The listener stays open and
- * the process neither spins nor exits. Node 20 rarely reports a failed accept at all: libuv keeps
- * a spare descriptor for this case, uses it to accept and close the pending connections (their
- * clients see the connection closed, not a hang in the backlog) and tells nobody. So an episode
- * is also noticed by a failed backend dial and by probeDescriptors(), and logged once; it ends
- * (logged once more) when a descriptor can be opened again or a connection is admitted.
- */
-export function acceptFailed (limits: ConnectionLimits, logger: Logger, service: string, code: string): void {
-  limits.acceptErrors++
-  fdEpisode(limits, logger, service, code)
+/** Where an out-of-descriptors failure was seen: the listener's service and address, or a dial's service. */
+export interface FdFailure {
+  code: string
+  /** `accept`: a listener reported it; `dial`: a backend socket could not be made; `probe`: probeDescriptors(). */
+  noticed: 'accept' | 'dial' | 'probe'
+  /** The service port (`ns/name:port`); absent when the probe noticed it (no listener said so). */
+  service?: string
+  /** The listener's address, for `accept`. */
+  address?: string
 }
 
-function fdEpisode (limits: ConnectionLimits, logger: Logger, service: string, code: string): void {
+/** EMFILE or ENFILE: the process, or the system, is out of file descriptors. */
+export function isFdExhaustion (code: string): boolean {
+  return code === 'EMFILE' || code === 'ENFILE'
+}
+
+/**
+ * An accept or a backend dial failed for lack of descriptors. The listener stays open and the
+ * process neither spins nor exits. Node rarely reports a failed accept at all: libuv keeps a
+ * spare descriptor for this case, uses it to accept and close the pending connections (their
+ * clients see the connection closed, not a hang in the backlog) and tells nobody. So an episode
+ * is also noticed by a failed backend dial and by probeDescriptors(). Either way it is counted
+ * and logged once when it begins, and its end is logged once (probeDescriptors()).
+ */
+export function acceptFailed (limits: ConnectionLimits, logger: Logger, f: FdFailure): void {
   if (limits.fdExhausted) return
   limits.fdExhausted = true
-  logger.error({ service, code }, 'accept failed: out of file descriptors; new connections are closed until descriptors free up (logged once per episode)')
+  // The probe sees the process's exhaustion; it is an accept failure only where something accepts.
+  if (f.noticed !== 'probe' || limits.tcpListeners > 0) limits.acceptErrors++
+  logger.error(f, 'accept failed: out of file descriptors; new connections are closed until descriptors free up (logged once per episode)')
 }
 
 function fdRecovered (limits: ConnectionLimits, logger: Logger): void {
@@ -69,17 +86,22 @@ function fdRecovered (limits: ConnectionLimits, logger: Logger): void {
 /** How often the data plane checks that a descriptor can still be opened. */
 export const FD_PROBE_INTERVAL_MS = 1000
 
-/** Opens and closes one descriptor: the only way to see an exhaustion libuv absorbed silently. */
+/**
+ * Opens and closes descriptors: the only way to see an exhaustion libuv absorbed silently. An
+ * episode ends when two can be opened: a proxied connection needs two (client and backend), and
+ * with one free the next accept takes it, its dial fails and the episode would begin again.
+ */
 export function probeDescriptors (limits: ConnectionLimits, logger: Logger): void {
-  let fd: number
+  const fds: number[] = []
   try {
-    fd = openSync(devNull, 'r')
+    for (let i = limits.fdExhausted ? 2 : 1; i > 0; i--) fds.push(openSync(devNull, 'r'))
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? ''
-    if (code === 'EMFILE' || code === 'ENFILE') fdEpisode(limits, logger, '', code)
+    if (isFdExhaustion(code) && !limits.fdExhausted) acceptFailed(limits, logger, { code, noticed: 'probe' })
     return
+  } finally {
+    for (const fd of fds) closeSync(fd)
   }
-  closeSync(fd)
   if (limits.fdExhausted) fdRecovered(limits, logger)
 }
 

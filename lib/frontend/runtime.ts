@@ -4,6 +4,9 @@ import { Backend } from '../balancer/backend.js'
 import type { Endpoint } from '../table/endpoints.js'
 import type { ServicePortState } from '../table/table.js'
 import { LOAD_BALANCER_ANNOTATION, maxConnectionsOf } from '../model/annotations.js'
+import { isLocalAddress } from '../model/ip.js'
+import { selfLoopOf } from '../model/self-loop.js'
+import { Histogram } from '../util/histogram.js'
 
 /**
  * The live side of one service port: its balancer, its endpoints (Backend objects kept
@@ -45,6 +48,11 @@ export class ServicePortRuntime {
   sourceRanges: BlockList | null = null
   /** Clients refused there: TCP connections reset, UDP datagrams dropped. */
   sourceRangeDenied = 0
+  /** Endpoints left out of the set because they are this port's own address (model/self-loop.ts): never dialled. */
+  selfLoopEndpoints = 0
+  /** TCP: accept to an endpoint answering (the whole dial ladder), and accept to close; one observation per connection. */
+  readonly dialDuration = new Histogram(DIAL_DURATION_BUCKETS)
+  readonly connectionDuration = new Histogram(CONNECTION_DURATION_BUCKETS)
   /** When the endpoint set last changed (ms since epoch): one joined, left, or turned ready/terminating. Set by update(), never on the data path. */
   endpointsChangedAt = 0
 
@@ -86,13 +94,18 @@ export class ServicePortRuntime {
       cur.ready = b.ready
       return cur
     }
-    const next = state.endpoints.map(keep)
+    // An endpoint at this port's own address would be dialled by its own listener, again and
+    // again (one request made 9,991 nested connections): it is left out, and counted.
+    const notSelf = (e: Endpoint): boolean => selfLoopOf(svc, state.port, e.ip, e.port, isLocalAddress) === ''
+    const eps = state.endpoints.filter(notSelf)
+    this.selfLoopEndpoints = state.endpoints.length - eps.length
+    const next = eps.map(keep)
     // Traffic policy Local applies the KEP-1669 fallback per node, as kube-proxy does: this
     // node's ready endpoints, else this node's serving-and-terminating ones, never another
     // node's, even when the cluster as a whole still has ready endpoints.
     let local = next.filter((b) => b.ready && b.nodeName === this.hostname)
     if (local.length === 0) {
-      local = (state.servingTerminating ?? []).filter((b) => b.nodeName === this.hostname).map(keep)
+      local = (state.servingTerminating ?? []).filter((b) => b.nodeName === this.hostname && notSelf(b)).map(keep)
     }
     const gone: Backend[] = []
     for (const [k, b] of this.byKey) {
@@ -107,6 +120,11 @@ export class ServicePortRuntime {
     return gone
   }
 }
+
+/** Seconds: 0.5 ms to ~4 s (the dial ladder gives up after 3.75 s). */
+export const DIAL_DURATION_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4]
+/** Seconds: 1 ms to an hour. */
+export const CONNECTION_DURATION_BUCKETS: readonly number[] = [0.001, 0.01, 0.1, 1, 10, 60, 300, 1800, 3600]
 
 function algorithmOf (state: ServicePortState, dflt: Algorithm): Algorithm {
   const a = state.service.annotations[LOAD_BALANCER_ANNOTATION]

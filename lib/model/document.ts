@@ -6,10 +6,11 @@ import { open } from 'node:fs/promises'
 import { FileError, ValidationError } from '../errors.js'
 import { parseEndpoints } from './endpoints.js'
 import { parseEndpointSlice } from './endpointslice.js'
-import { findJsonSyntaxError } from './json.js'
+import { findJsonSyntaxError, yamlHint } from './json.js'
 import { identify } from './metadata.js'
 import { parsePod } from './pod.js'
 import { Ctx, IssueSink, MAX_STRING_BYTES, type Raw, at, child, describe, field, isRecord, joinPath } from './reader.js'
+import { checkSelfLoops, type Placed } from './self-loop.js'
 import { parseService } from './service.js'
 import { type KubeObject, objectKey, objectRef } from './types.js'
 
@@ -53,8 +54,8 @@ export function parseDocument (text: string, file: string): ParsedDocument {
       root = JSON.parse(body)
     } catch (err) {
       const p = findJsonSyntaxError(body)
-      if (p === null) fail(file, `invalid JSON: ${errorText(err)}`)
-      fail(file, `invalid JSON at line ${p.line}, column ${p.column} (character ${p.offset}): ${p.reason}`)
+      if (p === null) fail(file, `invalid JSON: ${errorText(err)}${yamlHint(body, file)}`)
+      fail(file, `invalid JSON at line ${p.line}, column ${p.column} (character ${p.offset}): ${p.reason}${yamlHint(body, file)}`)
     }
     return build(root, file)
   })
@@ -194,6 +195,7 @@ function build (root: unknown, file: string): ParsedDocument {
   const objects: KubeObject[] = []
   const warnings: string[] = []
   const seen = new Map<string, string>()
+  const placed: Placed[] = []
 
   for (const item of flatten(root, sink)) {
     const raw = item.raw
@@ -234,9 +236,13 @@ function build (root: unknown, file: string): ParsedDocument {
       }
       seen.set(key, item.loc)
     }
-    if (obj !== undefined) objects.push(obj)
+    if (obj !== undefined) {
+      objects.push(obj)
+      placed.push({ obj, ctx })
+    }
   }
 
+  if (sink.issues.length === 0) checkSelfLoops(placed)
   if (sink.issues.length > 0) throw new ValidationError(sink.final())
   return { objects, warnings }
 }

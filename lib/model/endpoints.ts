@@ -1,4 +1,4 @@
-import { isIP } from './ip.js'
+import { isIP, refusedAddress } from './ip.js'
 import { readMeta } from './metadata.js'
 import { DNS1123_LABEL_HINT, isDNS1123Label } from './names.js'
 import { type Ctx, type Raw, at, describe, field, isRecord } from './reader.js'
@@ -36,8 +36,13 @@ function readAddresses (ctx: Ctx, list: unknown[], path: string): EndpointAddres
     const ip = field(a, 'ip')
     const nodeName = ctx.str(a, 'nodeName', p) ?? ''
     const podName = readPodRef(ctx, a, p)
-    if (typeof ip === 'string' && isIP(ip)) out.push({ ip, nodeName, podName })
-    else ctx.issue(`${p}.ip`, `expected an IPv4 or IPv6 address, got ${describe(ip)}`)
+    if (typeof ip !== 'string' || !isIP(ip)) {
+      ctx.issue(`${p}.ip`, `expected an IPv4 or IPv6 address, got ${describe(ip)}`)
+      continue
+    }
+    const why = refusedAddress(ip, 'endpoint')
+    if (why === '') out.push({ ip, nodeName, podName })
+    else ctx.issue(`${p}.ip`, why)
   }
   return out
 }

@@ -1,5 +1,5 @@
 import { readPodRef, readEndpointPorts } from './endpoints.js'
-import { isIPv4, isIPv6 } from './ip.js'
+import { isIPv4, isIPv6, refusedAddress } from './ip.js'
 import { readMeta } from './metadata.js'
 import { DNS1123_SUBDOMAIN_HINT, isDNS1123Subdomain } from './names.js'
 import { type Ctx, type Raw, at, describe, field, isRecord } from './reader.js'
@@ -44,8 +44,13 @@ export function parseEndpointSlice (ctx: Ctx, raw: Raw): EndpointSlice | undefin
     for (let j = 0; j < rawAddrs.length; j++) {
       const a = rawAddrs[j]
       const check = addressType === undefined ? undefined : ADDRESS_CHECK[addressType]
-      if (typeof a === 'string' && (check === undefined || check.test(a))) addresses.push(a)
-      else ctx.issue(at(`${path}.addresses`, j), `expected ${check?.expected ?? 'an address'}, got ${describe(a)}`)
+      if (typeof a !== 'string' || (check !== undefined && !check.test(a))) {
+        ctx.issue(at(`${path}.addresses`, j), `expected ${check?.expected ?? 'an address'}, got ${describe(a)}`)
+        continue
+      }
+      const why = addressType === 'FQDN' ? '' : refusedAddress(a, 'endpoint')
+      if (why === '') addresses.push(a)
+      else ctx.issue(at(`${path}.addresses`, j), why)
     }
     const cond = ctx.obj(e, 'conditions', path) ?? {}
     const ready = ctx.bool(cond, 'ready', `${path}.conditions`, true)

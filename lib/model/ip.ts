@@ -1,4 +1,5 @@
 import { isIP as netIsIP } from 'node:net'
+import { networkInterfaces } from 'node:os'
 import { ConfigError } from '../errors.js'
 
 // Address syntax as the API server accepts it. Hand-written rather than node:net
@@ -45,6 +46,89 @@ export function isIPv6 (s: string): boolean {
 
 export function isIP (s: string): boolean {
   return isIPv4(s) || isIPv6(s)
+}
+
+/** The address's bytes (4 or 16; an IPv4-mapped IPv6 address as its IPv4 bytes); null when not an IP. */
+function ipBytes (s: string): number[] | null {
+  if (isIPv4(s)) return s.split('.').map(Number)
+  if (!isIPv6(s)) return null
+  const gap = s.indexOf('::')
+  const groups = (text: string): number[] => {
+    const out: number[] = []
+    for (const p of text === '' ? [] : text.split(':')) {
+      if (p.includes('.')) out.push(...p.split('.').map(Number))
+      else { const n = parseInt(p, 16); out.push(n >> 8, n & 255) }
+    }
+    return out
+  }
+  const head = groups(gap === -1 ? s : s.slice(0, gap))
+  const tail = gap === -1 ? [] : groups(s.slice(gap + 2))
+  const b = [...head, ...new Array<number>(16 - head.length - tail.length).fill(0), ...tail]
+  const mapped = b.slice(0, 10).every((x) => x === 0) && b[10] === 255 && b[11] === 255
+  return mapped ? b.slice(12) : b
+}
+
+/**
+ * The special ranges the API server's checks name (Go's net.IP predicates): `unspecified`
+ * (0.0.0.0, ::), `link-local` (169.254.0.0/16, fe80::/10), `link-local multicast` (224.0.0.0/24,
+ * ff02::/16), `multicast` (the rest of 224.0.0.0/4 and ff00::/8); `unicast` for any other IP.
+ */
+export type AddressClass = 'unspecified' | 'link-local' | 'link-local multicast' | 'multicast' | 'unicast'
+
+export function addressClass (ip: string): AddressClass {
+  const b = ipBytes(ip)
+  if (b === null) return 'unicast'
+  const [b0 = 0, b1 = 0, b2 = 0] = b
+  if (b.every((x) => x === 0)) return 'unspecified'
+  if (b.length === 4) {
+    if (b0 === 169 && b1 === 254) return 'link-local'
+    if (b0 === 224 && b1 === 0 && b2 === 0) return 'link-local multicast'
+    return b0 >= 224 && b0 <= 239 ? 'multicast' : 'unicast'
+  }
+  if (b0 === 0xfe && (b1 & 0xc0) === 0x80) return 'link-local'
+  if (b0 === 0xff) return (b1 & 0x0f) === 0x02 ? 'link-local multicast' : 'multicast'
+  return 'unicast'
+}
+
+/**
+ * True for an address of this host: unspecified, loopback (127/8, ::1), or on an interface.
+ * Reads the interfaces (a system call): for table updates, never the data path.
+ */
+export function isLocalAddress (ip: string): boolean {
+  const b = ipBytes(ip)
+  if (b === null) return false
+  if (b.every((x) => x === 0) || (b.length === 4 && b[0] === 127) || (b.length === 16 && b.slice(0, 15).every((x) => x === 0) && b[15] === 1)) return true
+  const want = b.join('.')
+  return Object.values(networkInterfaces()).some((list) => list?.some((a) => ipBytes(a.address)?.join('.') === want) ?? false)
+}
+
+/** Where an address is used: what svcproxy binds, or what it dials. */
+export type AddressUse = 'service' | 'external' | 'endpoint'
+
+/**
+ * Why an address is refused for `use`, or '' when it is not. The API server refuses the
+ * unspecified address, link-local unicast and link-local multicast for externalIPs and endpoints
+ * (ValidateNonSpecialIP); a clusterIP outside the service range is refused by its allocator,
+ * which never hands out the unspecified address. svcproxy binds service addresses, so it also
+ * refuses every multicast address there, and the unspecified address everywhere (a listener on
+ * it takes every interface; a dial to it reaches this host). Loopback stays allowed for all:
+ * svcproxy runs its services on 127/8.
+ */
+export function refusedAddress (ip: string, use: AddressUse): string {
+  const c = addressClass(ip)
+  const got = JSON.stringify(ip)
+  switch (c) {
+    case 'unicast':
+      return ''
+    case 'unspecified':
+      return `expected the address of one host, got ${got} (the unspecified address stands for every address of this node)`
+    case 'multicast':
+      return use === 'endpoint' ? '' : `expected a unicast address, got ${got} (multicast: nothing can listen there)`
+    case 'link-local multicast':
+      return `expected a unicast address outside 224.0.0.0/24 and ff02::/16, got ${got} (link-local multicast)`
+    case 'link-local':
+      return use === 'service' ? '' : `expected an address outside the link-local ranges 169.254.0.0/16 and fe80::/10 (the API server refuses them here), got ${got}`
+  }
 }
 
 /** `10.0.0.0/8`, `2001:db8::/32`: an address and a prefix length its family allows. */

@@ -112,3 +112,14 @@ export function findJsonSyntaxError (text: string): JsonSyntaxProblem | null {
     return fail(`expected ',' or '${close}', got ${show(c)}`)
   }
 }
+
+/**
+ * For a document that is not JSON: a hint when it looks like YAML (a `.yaml`/`.yml` name, or a
+ * first line such as `apiVersion: v1`, `---` or `- item`), as most manifests on disk are; ''
+ * otherwise. svcproxy reads JSON only, which kubectl writes with `-o json`.
+ */
+export function yamlHint (text: string, file: string): string {
+  const first = text.split('\n', 64).map((l) => l.trim()).find((l) => l !== '' && !l.startsWith('#')) ?? ''
+  const looks = /\.ya?ml$/i.test(file) || first === '---' || first.startsWith('- ') || /^[A-Za-z_][\w.-]*:(\s|$)/.test(first)
+  return looks ? ' (this looks like YAML: svcproxy reads JSON only; kubectl writes it with -o json, e.g. kubectl get svc,endpoints,endpointslices,pods -A -o json > services.json)' : ''
+}

@@ -1,5 +1,5 @@
 import { MAX_CONNECTIONS_ANNOTATION, MAX_CONNECTIONS_LIMIT, SOURCE_RANGES_ANNOTATION, validMaxConnections } from './annotations.js'
-import { isCIDR, isIP } from './ip.js'
+import { type AddressUse, isCIDR, isIP, refusedAddress } from './ip.js'
 import { readMeta } from './metadata.js'
 import { DNS1123_LABEL_HINT, DNS1123_SUBDOMAIN_HINT, IANA_SVC_NAME_HINT, isDNS1123Label, isDNS1123Subdomain, isIANASvcName } from './names.js'
 import { type Ctx, type Raw, at, describe, field, isPortNumber, isRecord } from './reader.js'
@@ -41,7 +41,7 @@ export function parseService (ctx: Ctx, raw: Raw): Service | undefined {
     }
   }
 
-  const externalIPs = readIPList(ctx, ctx.list(spec, 'externalIPs', 'spec'), 'spec.externalIPs')
+  const externalIPs = readIPList(ctx, ctx.list(spec, 'externalIPs', 'spec'), 'spec.externalIPs', 'external')
 
   const loadBalancerIPs: string[] = []
   const status = ctx.obj(raw, 'status', '')
@@ -58,8 +58,8 @@ export function parseService (ctx: Ctx, raw: Raw): Service | undefined {
       // Hostname-only entries (AWS ELBs) carry nothing svcproxy can listen on.
       const ip = ctx.str(entry, 'ip', path)
       if (ip === undefined || ip === '') continue
-      if (isIP(ip)) loadBalancerIPs.push(ip)
-      else ctx.issue(`${path}.ip`, `expected an IPv4 or IPv6 address, got ${describe(ip)}`)
+      if (!isIP(ip)) ctx.issue(`${path}.ip`, `expected an IPv4 or IPv6 address, got ${describe(ip)}`)
+      else if (allowed(ctx, `${path}.ip`, ip, 'service')) loadBalancerIPs.push(ip)
     }
   }
 
@@ -112,19 +112,22 @@ export function parseService (ctx: Ctx, raw: Raw): Service | undefined {
 function readClusterIP (ctx: Ctx, spec: Raw): string {
   const valid = (v: string): boolean => v === '' || v === 'None' || isIP(v)
   const ips = ctx.list(spec, 'clusterIPs', 'spec')
+  const ip = ctx.str(spec, 'clusterIP', 'spec')
   for (let i = 0; i < ips.length; i++) {
     const v = ips[i]
     if (typeof v !== 'string' || !valid(v)) {
       ctx.issue(at('spec.clusterIPs', i), `expected an IPv4 or IPv6 address or "None", got ${describe(v)}`)
+    } else if (v !== ip) {
+      allowed(ctx, at('spec.clusterIPs', i), v, 'service') // the address of spec.clusterIP is reported there, once
     }
   }
   const first = ips[0]
-  const ip = ctx.str(spec, 'clusterIP', 'spec')
   if (ip === undefined) return typeof first === 'string' && valid(first) ? first : ''
   if (!valid(ip)) {
     ctx.issue('spec.clusterIP', `expected an IPv4 or IPv6 address, "None" or "", got ${describe(ip)}`)
     return ''
   }
+  allowed(ctx, 'spec.clusterIP', ip, 'service')
   if (typeof first === 'string' && ip !== '' && first !== ip) {
     ctx.issue('spec.clusterIPs[0]', `expected the same address as spec.clusterIP (${describe(ip)}), got ${describe(first)}`)
   }
@@ -176,14 +179,21 @@ function readSourceRanges (ctx: Ctx, spec: Raw, annotations: Record<string, stri
   return out
 }
 
-function readIPList (ctx: Ctx, list: unknown[], path: string): string[] {
+function readIPList (ctx: Ctx, list: unknown[], path: string, use: AddressUse): string[] {
   const out: string[] = []
   for (let i = 0; i < list.length; i++) {
     const v = list[i]
-    if (typeof v === 'string' && isIP(v)) out.push(v)
-    else ctx.issue(at(path, i), `expected an IPv4 or IPv6 address, got ${describe(v)}`)
+    if (typeof v !== 'string' || !isIP(v)) ctx.issue(at(path, i), `expected an IPv4 or IPv6 address, got ${describe(v)}`)
+    else if (allowed(ctx, at(path, i), v, use)) out.push(v)
   }
   return out
+}
+
+/** False (with an issue at `path`) when the API server, or a socket, refuses `ip` for `use` (ip.ts). */
+function allowed (ctx: Ctx, path: string, ip: string, use: AddressUse): boolean {
+  const why = refusedAddress(ip, use)
+  if (why !== '') ctx.issue(path, why)
+  return why === ''
 }
 
 function readPorts (ctx: Ctx, rawPorts: unknown[], type: ServiceType): ServicePort[] {

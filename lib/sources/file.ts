@@ -59,6 +59,10 @@ export async function watchConfigFile (path: string, proxy: ServiceProxy, opts: 
   let lastStat = ''
   let timer: NodeJS.Timeout | null = null
   let running: Promise<boolean> | null = null
+  /** The bytes (hash) the proxy last refused, and its answer. */
+  let refused: { hash: string, err: unknown } = { hash: '', err: null }
+  /** The file version (fingerprint) of the last rejected load: read again on a stray event, it is the same edit. */
+  let rejectedStat = ''
   let again = false
   let closed = false
 
@@ -75,9 +79,15 @@ export async function watchConfigFile (path: string, proxy: ServiceProxy, opts: 
     const text = await readFile(file).catch(() => null)
     const hash = text === null ? 'missing' : createHash('sha256').update(text).digest('hex')
     if (hash === lastHash) return true
+    // The same bytes the proxy refused a moment ago get the same answer without asking again:
+    // each ask counted a sync error, so one conflict counted 5-6 across the settle window.
+    if (hash === refused.hash) throw refused.err
     const doc = await readDocumentFile(file)
     for (const w of doc.warnings) log.warn(w)
-    const res = await proxy.replace(doc.objects, file)
+    const res = await proxy.replace(doc.objects, file).catch((err: unknown) => {
+      if (err instanceof ValidationError) refused = { hash, err } // a verdict on the bytes, not a passing failure
+      throw err
+    })
     lastHash = hash
     lastSyncedAt = Date.now()
     lastError = null
@@ -85,18 +95,24 @@ export async function watchConfigFile (path: string, proxy: ServiceProxy, opts: 
     return true
   }
 
-  // Retries a failing read for `settleMs`: an editor or a writer may be mid-write.
+  // Retries a failing read for `settleMs`: an editor or a writer may be mid-write. A load that
+  // ends rejected is one sync error (svcproxy_sync_errors_total), however many attempts it made.
   const load = async (initial: boolean): Promise<boolean> => {
     const deadline = Date.now() + settleMs
+    let counted = false
     for (;;) {
       try {
         return await loadOnce()
       } catch (err) {
+        counted ||= proxy.syncStats.hasCounted(err) // the proxy counted the write it refused
         if (Date.now() < deadline && !closed) {
           await new Promise((resolve) => setTimeout(resolve, Math.min(50, settleMs)))
           continue
         }
         lastError = err instanceof Error ? err : new Error(String(err))
+        const fp = await fingerprint()
+        if (!counted && fp !== rejectedStat) proxy.syncStats.fail(err)
+        rejectedStat = fp
         if (initial) throw err
         log.error({ file, errors: describeError(err) }, 'config rejected; still serving the last good state')
         return false
@@ -160,6 +176,8 @@ export async function watchConfigFile (path: string, proxy: ServiceProxy, opts: 
     health: () => ({ kind: 'file', synced: lastSyncedAt > 0, stale: false, reason: lastError === null ? '' : 'last edit rejected', lastSyncedAt, revision: proxy.table.revision }),
     reload: async () => {
       lastHash = '' // an explicit reload re-applies even an unchanged file
+      refused = { hash: '', err: null } // and asks again about one refused before
+      rejectedStat = ''
       const ok = await run()
       await proxy.retryFailedListeners() // SIGHUP rebinds listeners in error, even when the file is rejected
       return ok

@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import { type DataPlaneContext, type Frontend, type FrontendSpec, type FrontendState, listenServer } from '../frontend/contract.js'
-import { acceptFailed, admit } from '../frontend/limits.js'
+import { acceptFailed, admit, isFdExhaustion } from '../frontend/limits.js'
 import { type ServicePortRuntime, sourceAllowed } from '../frontend/runtime.js'
 import { listenHandle } from '../internals/net-handles.js'
 import type { UvTcpHandle } from '../internals/uv-tcp.js'
@@ -49,6 +49,7 @@ export class TcpFrontend implements Frontend, PairHost {
       return
     }
     this.boundPort = r.port
+    this.ctx.limits.tcpListeners++
     // The uv engine takes accepted handles straight from the listening handle.
     const lh = this.ctx.engine === 'uv' && enableUvEngine() ? listenHandle(this.server) : null
     if (lh !== null) {
@@ -65,6 +66,7 @@ export class TcpFrontend implements Frontend, PairHost {
   }
 
   close (hard: boolean): void {
+    if (this.state === 'listening') this.ctx.limits.tcpListeners--
     if (this.state === 'listening' || this.state === 'binding') this.server.close(() => { this.serverClosed = true })
     else this.serverClosed = true
     this.state = 'closed'
@@ -108,22 +110,24 @@ export class TcpFrontend implements Frontend, PairHost {
 
   /** True if a limit leaves room for one more connection (it is then counted as active). */
   admit (): boolean {
-    return admit(this.ctx.limits, this.rt, this.ctx.logger)
+    return admit(this.ctx.limits, this.rt)
   }
 
   acceptError (code: string): void {
-    if (code === 'EMFILE' || code === 'ENFILE') {
-      acceptFailed(this.ctx.limits, this.ctx.logger, this.rt.id, code) // once per episode
+    const address = `${this.spec.host}:${this.boundPort}`
+    if (isFdExhaustion(code)) {
+      acceptFailed(this.ctx.limits, this.ctx.logger, { code, noticed: 'accept', service: this.rt.id, address }) // once per episode
       return
     }
-    this.ctx.logger.warn({ service: this.rt.id, code }, 'accept failed')
+    this.ctx.limits.acceptErrors++
+    this.ctx.logger.warn({ service: this.rt.id, address, code }, 'accept failed')
   }
 }
 
 function onServerError (this: FrontendServer, err: NodeJS.ErrnoException): void {
   const fe = this[kFrontend]
-  if (err.code === 'EMFILE' || err.code === 'ENFILE') {
-    fe.acceptError(err.code)
+  if (err.syscall === 'accept') {
+    fe.acceptError(err.code ?? '')
     return
   }
   fe.ctx.logger.warn({ service: fe.rt.id, err: err.message }, 'listener error')

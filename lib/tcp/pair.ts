@@ -31,6 +31,7 @@ export abstract class PairBase {
   readonly id: number
   readonly fe: PairHost
   readonly rt: ServicePortRuntime
+  /** Accept time, performance.now() (ms): the duration histograms and the close event read it. */
   readonly start: number
   endpoint: Backend | null = null
   attempt = 0
@@ -50,7 +51,7 @@ export abstract class PairBase {
     this.id = id
     this.fe = fe
     this.rt = fe.rt
-    this.start = Date.now()
+    this.start = performance.now()
   }
 
   /** The client's address: asked of the kernel only when affinity or an event needs it. */
@@ -112,6 +113,7 @@ export function pickEndpoint (p: PairBase): Backend | undefined {
 export function noteConnected (p: PairBase): void {
   if (p.timer !== null) { clearTimeout(p.timer); p.timer = null }
   p.connected = true
+  p.rt.dialDuration.observe((performance.now() - p.start) / 1000)
   const b = p.endpoint as Backend
   b.accepted++
   b.active++
@@ -140,6 +142,8 @@ export function notePairFinished (p: PairBase): void {
   const rt = p.rt
   rt.active--
   rt.serviceConnections.active--
+  const ms = performance.now() - p.start
+  rt.connectionDuration.observe(ms / 1000)
   const b = p.endpoint
   if (b !== null && p.connected) b.active--
   p.fe.pairs.delete(p)
@@ -150,7 +154,7 @@ export function notePairFinished (p: PairBase): void {
       endpoint: p.connected && b !== null ? b.key : null,
       bytesIn: p.bytesIn(),
       bytesOut: p.bytesOut(),
-      durationMs: Date.now() - p.start,
+      durationMs: Math.round(ms),
       reason: p.reason ?? 'eof',
     })
   }

@@ -1,7 +1,7 @@
 import { connect, type Socket } from 'node:net'
 import type { Backend } from '../balancer/backend.js'
 import type { CloseReason } from '../frontend/events.js'
-import { acceptFailed } from '../frontend/limits.js'
+import { acceptFailed, isFdExhaustion } from '../frontend/limits.js'
 import { dial, dialFailed } from './dial.js'
 import { noteAccepted, noteConnected, notePairFinished, PairBase, type PairHost } from './pair.js'
 import { adoptAccepted, type BufferedSocket, connectBuffered, reclaim, relay, releaseReadBuffer } from './stream-reads.js'
@@ -176,7 +176,7 @@ function onBackendError (this: PairSocket, err: NodeJS.ErrnoException): void {
   const p = this[kPair]
   if (!p.connected) {
     // No descriptor for the backend socket: the same episode as a failed accept.
-    if (err.code === 'EMFILE' || err.code === 'ENFILE') acceptFailed(p.fe.ctx.limits, p.fe.ctx.logger, p.rt.id, err.code)
+    if (isFdExhaustion(err.code ?? '')) acceptFailed(p.fe.ctx.limits, p.fe.ctx.logger, { code: err.code ?? '', noticed: 'dial', service: p.rt.id })
     dialFailed(p, err.message)
     return
   }

@@ -1,6 +1,6 @@
 import type { Backend } from '../balancer/backend.js'
 import type { CloseReason } from '../frontend/events.js'
-import { acceptFailed } from '../frontend/limits.js'
+import { acceptFailed, isFdExhaustion } from '../frontend/limits.js'
 import { sourceAllowed } from '../frontend/runtime.js'
 import { SHUTDOWN_DONE_AT_ONCE, UV_ENOTCONN, UV_EOF, type UvConnectReq, type UvShutdownReq, type UvTcpBinding, type UvTcpHandle, uvErrorName, uvTcp, type UvWriteReq } from '../internals/uv-tcp.js'
 import { giveReadBuffer, LARGE_READ, SMALL_READ, takeReadBuffer } from './buffer-pool.js'
@@ -146,7 +146,7 @@ function connect (p: UvPair, b: Backend): string {
   if (err === 0) return ''
   // No descriptor for the backend socket: the same episode as a failed accept.
   const code = uvErrorName(err)
-  if (code === 'EMFILE' || code === 'ENFILE') acceptFailed(p.fe.ctx.limits, p.fe.ctx.logger, p.rt.id, code)
+  if (isFdExhaustion(code)) acceptFailed(p.fe.ctx.limits, p.fe.ctx.logger, { code, noticed: 'dial', service: p.rt.id })
   return `connect ${code} ${b.ip}:${b.port}`
 }
 
