@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto'
 import { Writable } from 'node:stream'
 import pino from 'pino'
 import t from 'tap'
-import type { CloseEvent, ConnectionEvent, EndpointEvent, ServiceProxy } from '../lib/index.js'
+import type { CloseEvent, ConnectionEvent, DialFailedEvent, EndpointEvent, ServiceProxy } from '../lib/index.js'
 import type { ServicePortRuntime } from '../lib/frontend/runtime.js'
 import type { UdpFrontend } from '../lib/udp/frontend.js'
 import { forwardUp, openSession, PENDING_MAX_BYTES, PENDING_MAX_DATAGRAMS } from '../lib/udp/session.js'
-import { svcWithEndpoints, testProxy, udpClient, udpClosedPort, udpServer, until } from './helpers.js'
+import { type UdpClient, svcWithEndpoints, testProxy, udpClient, udpClosedPort, udpServer, until } from './helpers.js'
 
 const UDP = { protocol: 'UDP' }
 
@@ -225,27 +225,113 @@ t.test('an endpoint removed mid-session ends its sessions; the next datagram pic
   t.equal(runtime(p, 'bystander').accepted, 1, "the other service's session was untouched")
 })
 
-t.test('a refusing endpoint (ICMP port unreachable) ends the session; the next datagram goes elsewhere', async (t) => {
+/**
+ * A client as resolvers are: it asks, and asks again when its datagram was lost. The test knows
+ * a datagram was lost when the proxy says so (a dialFailed event naming the client), not by a timer.
+ */
+async function ask (c: UdpClient, failed: DialFailedEvent[], q: string, port: number, host: string): Promise<string> {
+  const me = `127.0.0.1:${c.port}`
+  for (let tries = 0; tries < 4; tries++) {
+    const lost = failed.filter((e) => e.client === me).length
+    c.send(q, port, host)
+    if (!await until(() => c.queued() > 0 || failed.filter((e) => e.client === me).length > lost)) return 'no answer, no loss reported'
+    if (c.queued() > 0) return (await c.recv())?.data.toString() ?? ''
+  }
+  return 'lost 4 times'
+}
+
+t.test('a refusing endpoint (ICMP port unreachable) is a dial failure: the session moves on, the lost datagram is counted', async (t) => {
   for (const affinity of [false, true]) {
     t.test(affinity ? 'with ClientIP affinity' : 'round-robin', async (t) => {
       const dead = await udpClosedPort('127.0.47.1')
       const good = await udpServer(t, 'good', '127.0.47.2')
       const p = testProxy(t)
       const closes: CloseEvent[] = []
+      const failed: DialFailedEvent[] = []
+      const endpoints: EndpointEvent[] = []
       p.on('close', (e) => closes.push(e))
+      p.on('dialFailed', (e) => failed.push(e))
+      p.on('endpoint', (e) => endpoints.push(e))
       const extra = affinity ? { ...UDP, spec: { sessionAffinity: 'ClientIP' } } : UDP
       await p.apply(svcWithEndpoints('refuse', '127.60.0.11', 53, [{ ip: '127.0.47.1', port: dead }, { ip: '127.0.47.2', port: good.port }], extra))
       const addr = p.address('default/refuse', 53)
+      const rt = runtime(p, 'refuse')
       const c = await udpClient(t)
       c.send('lost', addr.port, addr.address)
-      t.ok(await until(() => closes.length === 1), 'the session to the refusing endpoint ended')
-      t.equal(closes[0]?.reason, 'backend-error')
-      t.equal(closes[0]?.endpoint, `127.0.47.1:${dead}`)
+      t.ok(await until(() => failed.length === 1), 'the refusal is a dial failure')
+      t.equal(failed[0]?.endpoint, `127.0.47.1:${dead}`)
+      t.equal(failed[0]?.attempt, 0)
+      t.match(failed[0]?.error, /ECONNREFUSED/)
+      t.equal(rt.udpDrops, 1, 'the refused datagram is counted as dropped')
+      t.equal(rt.dialFailures, 1)
+      t.equal(rt.balancer.endpoints[0]?.dialFailures, 1, 'counted on the endpoint')
+      t.equal(rt.dialRetries, 1)
       t.equal(c.queued(), 0, 'no reply for the lost datagram')
-      t.equal((await c.request('retry', addr.port, addr.address))?.data.toString(), 'good:retry')
+      t.equal((await c.request('retry', addr.port, addr.address))?.data.toString(), 'good:retry', 'the same session, moved to the live endpoint')
+      t.same(closes, [], 'the session did not end')
+      t.equal(rt.accepted, 1, 'one session')
       t.equal(p.dataplane.openCount(), 1)
+      t.equal(rt.balancer.endpoints[0]?.active, 0, 'nothing left on the refusing endpoint')
+      t.equal(rt.balancer.endpoints[1]?.active, 1)
+      t.same(endpoints.map((e) => [e.endpoint, e.attempt]), [[`127.0.47.1:${dead}`, 0], [`127.0.47.2:${good.port}`, 1]])
+      if (affinity) {
+        // The pin moved with the session: another port of the same client IP goes to the live endpoint at once.
+        const c2 = await udpClient(t)
+        t.equal((await c2.request('pinned', addr.port, addr.address))?.data.toString(), 'good:pinned')
+        t.equal(rt.dialFailures, 1, 'no second refusal')
+      }
     })
   }
+})
+
+t.test('one refusing endpoint and one live one: every client gets its answer, each loss counted', async (t) => {
+  const dead = await udpClosedPort('127.0.55.1')
+  const good = await udpServer(t, 'good', '127.0.55.2')
+  const p = testProxy(t)
+  const failed: DialFailedEvent[] = []
+  const closes: CloseEvent[] = []
+  p.on('dialFailed', (e) => failed.push(e))
+  p.on('close', (e) => closes.push(e))
+  await p.apply(svcWithEndpoints('half', '127.60.0.20', 53, [{ ip: '127.0.55.1', port: dead }, { ip: '127.0.55.2', port: good.port }], UDP))
+  const addr = p.address('default/half', 53)
+  const rt = runtime(p, 'half')
+  const clients = await Promise.all(Array.from({ length: 8 }, async () => await udpClient(t)))
+  const answers: string[] = []
+  for (const [i, c] of clients.entries()) answers.push(await ask(c, failed, `q${i}`, addr.port, addr.address))
+  t.same(answers, clients.map((_c, i) => `good:q${i}`), 'every client got its answer from the live endpoint')
+  t.ok(failed.length > 0, 'the refusing endpoint was tried')
+  t.ok(failed.every((e) => e.endpoint === `127.0.55.1:${dead}`), 'only the refusing endpoint failed')
+  t.equal(rt.dialFailures, failed.length, 'each refusal counted as a dial failure')
+  t.equal(rt.balancer.endpoints[0]?.dialFailures, failed.length, 'on the endpoint too')
+  t.equal(rt.udpDrops, failed.length, 'each lost datagram counted as a drop')
+  t.equal(rt.accepted, clients.length, 'one session per client, none lost')
+  t.equal(rt.udpSessionsActive, clients.length)
+  t.equal(rt.balancer.endpoints[1]?.active, clients.length, 'every session is on the live endpoint')
+  t.same(closes, [])
+})
+
+t.test('every endpoint refuses: a session tries 4 (the ladder\'s rungs), then ends dial-failed', async (t) => {
+  const ips = [1, 2, 3, 4, 5].map((i) => `127.0.56.${i}`)
+  const ports = await Promise.all(ips.map(async (ip) => await udpClosedPort(ip)))
+  const p = testProxy(t)
+  const failed: DialFailedEvent[] = []
+  const closes: CloseEvent[] = []
+  p.on('dialFailed', (e) => failed.push(e))
+  p.on('close', (e) => closes.push(e))
+  await p.apply(svcWithEndpoints('nobody', '127.60.0.21', 53, ips.map((ip, i) => ({ ip, port: ports[i] ?? 0 })), UDP))
+  const addr = p.address('default/nobody', 53)
+  const rt = runtime(p, 'nobody')
+  const c = await udpClient(t)
+  t.equal(await ask(c, failed, 'q', addr.port, addr.address), 'lost 4 times')
+  t.ok(await until(() => closes.length === 1), 'the session ended')
+  t.equal(closes[0]?.reason, 'dial-failed')
+  t.same(failed.map((e) => e.attempt), [0, 1, 2, 3])
+  t.equal(new Set(failed.map((e) => e.endpoint)).size, 4, 'four different endpoints')
+  t.equal(rt.dialFailures, 4)
+  t.equal(rt.dialRetries, 3)
+  t.equal(rt.udpDrops, 4)
+  t.equal(rt.udpSessionsActive, 0)
+  t.equal(p.dataplane.openCount(), 0)
 })
 
 t.test('the session cap: new clients beyond it are dropped, counted and logged once', async (t) => {

@@ -23,6 +23,7 @@ export const DROP_REASONS = [
   { reason: 'queue-full', meaning: 'the connect queue of a session is full' },
   { reason: 'send-queue-full', meaning: 'more than 4 MiB of replies already wait in the service socket\'s send queue' },
   { reason: 'session-ended', meaning: 'queued datagrams of a session that ended before its socket connected' },
+  { reason: 'endpoint-refused', meaning: 'a datagram the endpoint refused (ICMP port or host unreachable), one per refusal the kernel reports; the session moves to another endpoint' },
   { reason: 'source-range', meaning: 'a client outside the service\'s loadBalancerSourceRanges, at a load-balancer address' },
 ] as const
 

@@ -6,6 +6,7 @@ import type { DropReason } from '../frontend/reasons.js'
 import type { ServicePortRuntime } from '../frontend/runtime.js'
 import { sendConnected, sendTo, udpHandleOf, type UvUdpHandle } from '../internals/uv-udp.js'
 import { uvErrorName } from '../internals/uv-tcp.js'
+import { DIAL_TIMEOUTS_MS } from '../tcp/dial.js'
 
 /**
  * Datagrams held per session while its upstream socket is still connecting (one tick or so).
@@ -48,6 +49,12 @@ export interface SessionHost {
 }
 
 /**
+ * ICMP errors that say the endpoint takes no datagrams (nothing bound on the port, host or
+ * network unreachable): a dial failure, as a refused TCP connect is, and the session moves on.
+ */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN'])
+
+/**
  * One client address (ip:port) and the connected socket that carries its datagrams to the
  * endpoint picked for it. Socket handlers are module-level functions that find the session
  * through the socket, so a session allocates no closures.
@@ -58,10 +65,15 @@ export class Session {
   readonly rt: ServicePortRuntime
   readonly clientIP: string
   readonly clientPort: number
-  readonly backend: Backend
-  readonly sock: SessionSocket
+  /** The endpoint now; a refusing one is replaced by the next (dialFailed). */
+  backend: Backend
+  sock: SessionSocket
   /** The connected socket's handle once connected, when the fast path is available. */
   raw: UvUdpHandle | null = null
+  /** Dial attempts that failed so far (kube-proxy's ladder: at most DIAL_TIMEOUTS_MS.length endpoints per session). */
+  attempt = 0
+  /** Endpoints that failed for this session, not picked again; null until one does. */
+  tried: Backend[] | null = null
   readonly start: number
   /**
    * A datagram went either way since the frontend's last idle sweep (a flag, not a clock read
@@ -76,16 +88,38 @@ export class Session {
   bytesIn = 0
   bytesOut = 0
 
-  constructor (id: number, host: SessionHost, clientIP: string, clientPort: number, backend: Backend, sock: SessionSocket) {
+  constructor (id: number, host: SessionHost, clientIP: string, clientPort: number, backend: Backend) {
     this.id = id
     this.host = host
     this.rt = host.rt
     this.clientIP = clientIP
     this.clientPort = clientPort
     this.backend = backend
-    this.sock = sock
+    this.sock = upstreamSocket(this, backend)
     this.start = Date.now()
     this.quietSince = this.start
+  }
+}
+
+function upstreamSocket (s: Session, b: Backend): SessionSocket {
+  const sock = createSocket({ type: b.ip.includes(':') ? 'udp6' : 'udp4' }) as SessionSocket
+  sock[kSession] = s
+  sock.on('connect', onConnect)
+  sock.on('message', onBackendMessage)
+  sock.on('error', onBackendError)
+  return sock
+}
+
+/** Connects the session's socket to its endpoint; false when that failed at once (counted and handled). */
+function connectUpstream (s: Session): boolean {
+  try {
+    // A connected socket: the kernel delivers only the endpoint's datagrams to it, and an
+    // ICMP port-unreachable from the endpoint surfaces as ECONNREFUSED (onBackendError).
+    s.sock.connect(s.backend.port, s.backend.ip)
+    return true
+  } catch (err) {
+    dialFailed(s, (err as Error).message)
+    return false
   }
 }
 
@@ -102,12 +136,7 @@ export function openSession (host: SessionHost, clientIP: string, clientPort: nu
     host.drop('no-endpoints', 1)
     return null
   }
-  const sock = createSocket({ type: b.ip.includes(':') ? 'udp6' : 'udp4' }) as SessionSocket
-  const s = new Session(host.ctx.nextConnectionId(), host, clientIP, clientPort, b, sock)
-  sock[kSession] = s
-  sock.on('connect', onConnect)
-  sock.on('message', onBackendMessage)
-  sock.on('error', onBackendError)
+  const s = new Session(host.ctx.nextConnectionId(), host, clientIP, clientPort, b)
   rt.accepted++
   rt.udpSessionsActive++
   b.accepted++
@@ -115,15 +144,8 @@ export function openSession (host: SessionHost, clientIP: string, clientPort: nu
   host.sessionStarted(s)
   const ev = host.ctx.events
   if (observed(ev, 'accept')) ev.emit('accept', baseEvent(s))
-  try {
-    // A connected socket: the kernel delivers only the endpoint's datagrams to it, and an
-    // ICMP port-unreachable from the endpoint surfaces as ECONNREFUSED (onBackendError).
-    sock.connect(b.port, b.ip)
-  } catch (err) {
-    failed(s, (err as Error).message)
-    return null
-  }
-  return s
+  connectUpstream(s)
+  return s.closed ? null : s
 }
 
 /** A datagram from the session's client. */
@@ -168,7 +190,7 @@ function onConnect (this: SessionSocket): void {
     s.raw = h
   }
   const ev = s.host.ctx.events
-  if (observed(ev, 'endpoint')) ev.emit('endpoint', { ...baseEvent(s), endpoint: s.backend.key, attempt: 0 })
+  if (observed(ev, 'endpoint')) ev.emit('endpoint', { ...baseEvent(s), endpoint: s.backend.key, attempt: s.attempt })
   const q = s.pending
   for (let i = 0; i < q.length; i++) sendUp(s, q[i] as Buffer)
   q.length = 0
@@ -218,9 +240,10 @@ function reply (s: Session, msg: Buffer): void {
 }
 
 /**
- * ECONNREFUSED (the endpoint's ICMP port-unreachable) or any other socket error ends the
- * session, and the client's affinity pin with it: the client's next datagram opens a new
- * session on whatever endpoint the balancer picks then, not the failed one again.
+ * ECONNREFUSED (the endpoint's ICMP port-unreachable) and the other unreachable errors are a
+ * failed dial: the session moves to another endpoint (dialFailed). Any other socket error ends
+ * the session, and the client's affinity pin with it: its next datagram opens a new session on
+ * whatever endpoint the balancer picks then.
  */
 function onBackendError (this: SessionSocket, err: NodeJS.ErrnoException): void {
   backendError(this[kSession], err.code, err.message)
@@ -229,7 +252,14 @@ function onBackendError (this: SessionSocket, err: NodeJS.ErrnoException): void 
 function backendError (s: Session, code: string | undefined, message: string): void {
   if (s.closed) return
   if (!s.connected) {
-    failed(s, message)
+    dialFailed(s, message)
+    return
+  }
+  if (code !== undefined && UNREACHABLE.has(code)) {
+    // The datagram that drew the ICMP error is lost. The kernel reports one error per socket,
+    // not per datagram, so this counts refusals reported, at least one datagram each.
+    s.host.drop('endpoint-refused', 1)
+    dialFailed(s, `${code}: ${message}`)
     return
   }
   s.rt.balancer.unpin(s.clientIP)
@@ -237,15 +267,60 @@ function backendError (s: Session, code: string | undefined, message: string): v
   endSession(s, 'backend-error')
 }
 
-/** The upstream socket could not be set up (bind or connect failed: EMFILE and the like). */
-function failed (s: Session, error: string): void {
+/**
+ * A dial failed: the upstream socket could not be set up (EMFILE and the like), or the endpoint
+ * refused. Counted as a TCP dial failure is; then, in the dial ladder's spirit, the session's
+ * pending and next datagrams go to another endpoint, one it has not tried, for up to as many
+ * endpoints as the ladder has rungs. None left: the session ends (`dial-failed`).
+ */
+function dialFailed (s: Session, error: string): void {
   const b = s.backend
-  s.rt.dialFailures++
+  const rt = s.rt
+  rt.dialFailures++
   b.dialFailures++
-  s.rt.balancer.unpin(s.clientIP)
+  rt.balancer.unpin(s.clientIP)
   const ev = s.host.ctx.events
-  if (observed(ev, 'dialFailed')) ev.emit('dialFailed', { ...baseEvent(s), endpoint: b.key, attempt: 0, error })
-  endSession(s, 'dial-failed')
+  if (observed(ev, 'dialFailed')) ev.emit('dialFailed', { ...baseEvent(s), endpoint: b.key, attempt: s.attempt, error })
+  ;(s.tried ??= []).push(b)
+  s.attempt++
+  const next = s.attempt < DIAL_TIMEOUTS_MS.length ? untried(s) : undefined
+  if (next === undefined) {
+    endSession(s, 'dial-failed')
+    return
+  }
+  rt.dialRetries++
+  // The old socket goes (its handlers never run again); the session, its client and its
+  // pending datagrams stay, and wait for the new socket to connect.
+  b.active--
+  closeUpstream(s)
+  s.backend = next
+  next.accepted++
+  next.active++
+  s.connected = false
+  s.raw = null
+  s.sock = upstreamSocket(s, next)
+  connectUpstream(s)
+}
+
+/** The balancer's next endpoint for the session that it has not tried yet (the pick replaces an affinity pin). */
+function untried (s: Session): Backend | undefined {
+  const rt = s.rt
+  const candidates = s.host.spec.local ? rt.localEndpoints : undefined
+  const n = (candidates ?? rt.balancer.endpoints).length
+  for (let i = 0; i < n; i++) {
+    const b = rt.balancer.pick(s.clientIP, true, candidates)
+    if (b === undefined) return undefined
+    if (s.tried === null || !s.tried.includes(b)) return b
+  }
+  return undefined
+}
+
+function closeUpstream (s: Session): void {
+  try {
+    s.sock.close()
+  } catch {
+    // Already closed: nothing left to release.
+  }
 }
 
 /** Ends a session: closes its upstream socket, drops what it still held, reports it. */
@@ -259,11 +334,7 @@ export function endSession (s: Session, reason: CloseReason): void {
     s.pending.length = 0
     s.pendingBytes = 0
   }
-  try {
-    s.sock.close()
-  } catch {
-    // Already closed: nothing left to release.
-  }
+  closeUpstream(s)
   s.host.sessionEnded(s)
   const ev = s.host.ctx.events
   if (observed(ev, 'close')) {
