@@ -152,21 +152,21 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
   apply (objects: unknown, file = '<apply>'): Promise<ApplyResult> {
     return this.enqueueWrite(async () => {
       const doc = parseObjects(Array.isArray(objects) ? objects : [objects], file)
-      return await this.serve(this.table.write(doc.objects, [], file), doc.warnings)
+      return await this.serve(await this.table.writeInSlices(doc.objects, [], file), doc.warnings)
     })
   }
 
   /** Writes already-validated objects: upserts and deletes in one atomic step. */
   write (upserts: KubeObject[], deletes: ObjectRef[], file = '<write>'): Promise<ApplyResult> {
     return this.enqueueWrite(async () => {
-      return await this.serve(this.table.write(upserts, deletes, file))
+      return await this.serve(await this.table.writeInSlices(upserts, deletes, file))
     })
   }
 
   /** Makes the proxy serve exactly `objects` (a config file or snapshot is the whole truth). */
   replace (objects: KubeObject[], file = '<replace>'): Promise<ApplyResult> {
     return this.enqueueWrite(async () => {
-      return await this.serve(this.table.replaceAll(objects, file))
+      return await this.serve(await this.table.replaceAllInSlices(objects, file))
     })
   }
 
@@ -174,7 +174,7 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
   delete (...refs: Array<ObjectRef | string>): Promise<ApplyResult> {
     return this.enqueueWrite(async () => {
       const parsed = refs.map((r) => (typeof r === 'string' ? parseRef(r) : r))
-      return await this.serve(this.table.write([], parsed, '<delete>'))
+      return await this.serve(await this.table.writeInSlices([], parsed, '<delete>'))
     })
   }
 

@@ -2,6 +2,7 @@ import type { Algorithm } from '../balancer/balancer.js'
 import type { BindFailure } from '../errors.js'
 import type { Service } from '../model/types.js'
 import type { ServicePortState, Table } from '../table/table.js'
+import { SliceClock } from '../util/slices.js'
 import { type DataPlaneContext, type Frontend, type FrontendSpec, frontendKey } from '../frontend/contract.js'
 import { HealthCheckFrontend } from './health-check.js'
 import { FD_PROBE_INTERVAL_MS, IdleSweeper, probeDescriptors } from '../frontend/limits.js'
@@ -16,8 +17,11 @@ function createFrontend (spec: FrontendSpec, rt: ServicePortRuntime, ctx: DataPl
 
 /** Where service addresses come from when they are not local already (lib/host/vip-interface.ts). */
 export interface VipHolder {
+  prepare (ips: Iterable<string>): Promise<void>
   acquire (ips: Iterable<string>): Promise<void>
   release (ips: Iterable<string>): Promise<void>
+  settle (ips: Iterable<string>): Promise<void>
+  retry (ip: string): Promise<void>
 }
 
 /** Frontend kinds bound on a service's own address (a VIP), not on a node address. */
@@ -37,6 +41,9 @@ export interface DataPlaneOptions {
    */
   retryDue?: () => void
 }
+
+/** Listeners bound together within a sync's slice (with --vip-interface: one `ip` run per group). */
+const BIND_GROUP = 32
 
 /** Failed binds are retried on their own: first after about 1 s, doubling up to 30 s, each jittered by ±25%. */
 export const BIND_RETRY_MIN_MS = 1000
@@ -95,20 +102,57 @@ export class DataPlane {
     return this.opts.ctx
   }
 
-  async sync (table: Table, affected: Iterable<string>): Promise<void> {
+  async sync (table: Table, changed: Iterable<string>): Promise<void> {
     if (this.closed) return
+    const affected = [...changed] // walked twice with --vip-interface
     const created: Frontend[] = []
     const gone: string[] = []
-    for (const svcKey of affected) this.syncService(svcKey, table.statesOf(svcKey), created, gone)
+    // In slices, so a reload of 10,000s of services never holds the loop for long: each service
+    // switches whole (its runtimes and frontends in one step), and what a slice created is bound
+    // before the loop is given back, so a replaced listener is down for a bind, not for the sync.
+    // Binds (the costlier part) go in small groups, so the slice's clock counts them.
+    const clock = new SliceClock()
+    const inError = [...this.failed.values()] // before this sync adds its own failures
+    let bound = 0
+    // The sync's new service addresses in one batch up front: one `ip` for a reload of 10,000
+    // services, not one per slice.
+    const vipHosts = this.vips === null ? [] : this.vipHostsOf(table, affected)
+    if (this.vips !== null) await this.vips.prepare(vipHosts)
+    for (const svcKey of affected) {
+      this.syncService(svcKey, table.statesOf(svcKey), created, gone)
+      if (created.length - bound >= BIND_GROUP || clock.due()) bound = await this.openCreated(created, bound)
+      if (!clock.due()) continue
+      await clock.pause()
+      if (this.closed) return
+    }
+    await this.openCreated(created, bound)
     const vips = this.vips
-    if (vips !== null) await vips.acquire(created.filter((fe) => onVip(fe.spec)).map((fe) => fe.spec.host))
-    const opening = created.map(async (fe) => { await fe.open(); this.reportBind(fe) })
+    const opening: Array<Promise<void>> = []
     // A port that could not bind is also retried on every change (kube-proxy retried on each sync).
     // Only the failed ones are visited, so a change costs O(changed), not O(all listeners).
-    for (const f of [...this.failed.values()]) opening.push(this.reopen(f.fe))
+    for (const f of inError) opening.push(this.reopen(f.fe))
     await Promise.all(opening)
     if (vips !== null && gone.length > 0) await vips.release(gone)
+    if (vips !== null) await vips.settle(vipHosts)
     this.scheduleRetry()
+  }
+
+  /** The service addresses (clusterIP, externalIPs, LB IPs) the affected services want. */
+  private vipHostsOf (table: Table, affected: Iterable<string>): string[] {
+    const out: string[] = []
+    for (const svcKey of affected) {
+      for (const st of table.statesOf(svcKey)) for (const spec of this.frontendSpecs(st)) if (onVip(spec)) out.push(spec.host)
+    }
+    return out
+  }
+
+  /** Binds the frontends created since `from` (their VIPs first); returns how many are bound or failed now. */
+  private async openCreated (created: Frontend[], from: number): Promise<number> {
+    const fresh = created.slice(from)
+    if (this.vips !== null) await this.vips.acquire(fresh.filter((fe) => onVip(fe.spec)).map((fe) => fe.spec.host))
+    // A bind of an IP literal completes in the same tick (lookup and 'listening' are nextTicks).
+    await Promise.all(fresh.map(async (fe) => { await fe.open(); this.reportBind(fe) }))
+    return created.length
   }
 
   /** Listeners in error now. */
@@ -236,6 +280,11 @@ export class DataPlane {
     if (this.frontends.get(key) !== fe) {
       if (this.failed.get(key)?.fe === fe) this.failed.delete(key)
       return
+    }
+    // Its address may be what failed (--vip-interface could not add it): try that again first.
+    if (this.vips !== null && onVip(fe.spec)) {
+      await this.vips.retry(fe.spec.host)
+      if (this.frontends.get(key) !== fe) return // a sync replaced it meanwhile
     }
     fe.close(false)
     const next = createFrontend(fe.spec, fe.rt, this.opts.ctx)

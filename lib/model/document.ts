@@ -68,6 +68,11 @@ export function parseObjects (raw: unknown[], file: string): ParsedDocument {
 
 /** Reads and parses a JSON file; FileError when it cannot be read or is too large. */
 export async function readDocumentFile (path: string): Promise<ParsedDocument> {
+  return parseDocumentBytes(await readDocumentBytes(path), path)
+}
+
+/** A document file's bytes, bounded by MAX_DOCUMENT_BYTES; FileError when it cannot be read. */
+export async function readDocumentBytes (path: string): Promise<Buffer> {
   let fh: FileHandle
   try {
     fh = await open(path, 'r')
@@ -97,6 +102,11 @@ export async function readDocumentFile (path: string): Promise<ParsedDocument> {
   } finally {
     await fh.close().catch(() => {})
   }
+  return bytes
+}
+
+/** Decodes (UTF-8, strictly) and parses a document file's bytes. */
+export function parseDocumentBytes (bytes: Buffer, path: string): ParsedDocument {
   let text: string
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes)

@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto'
 import { type FSWatcher, watch } from 'node:fs'
-import { readFile, stat } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
 import { basename, dirname, resolve } from 'node:path'
 import type { Logger } from 'pino'
 import { ValidationError, formatIssue } from '../errors.js'
-import { readDocumentFile } from '../model/document.js'
+import { readDocumentFileOffThread } from '../model/read-off-thread.js'
 import type { ServiceProxy } from '../api/service-proxy.js'
 import type { SourceHealth } from './health.js'
 
@@ -76,13 +75,13 @@ export async function watchConfigFile (path: string, proxy: ServiceProxy, opts: 
   }
 
   const loadOnce = async (): Promise<boolean> => {
-    const text = await readFile(file).catch(() => null)
-    const hash = text === null ? 'missing' : createHash('sha256').update(text).digest('hex')
-    if (hash === lastHash) return true
+    // Read, hashed, parsed and validated on a worker thread (a big file must not stall the data
+    // path), then applied in slices (ServiceProxy.replace); one read, so the hash is the content's.
+    const { hash, doc } = await readDocumentFileOffThread(file, lastHash)
+    if (doc === null) return true // unchanged
     // The same bytes the proxy refused a moment ago get the same answer without asking again:
     // each ask counted a sync error, so one conflict counted 5-6 across the settle window.
     if (hash === refused.hash) throw refused.err
-    const doc = await readDocumentFile(file)
     for (const w of doc.warnings) log.warn(w)
     const res = await proxy.replace(doc.objects, file).catch((err: unknown) => {
       if (err instanceof ValidationError) refused = { hash, err } // a verdict on the bytes, not a passing failure

@@ -1,12 +1,13 @@
 import { DEFAULTS } from '../defaults.js'
 import { ValidationError, type ValidationIssue } from '../errors.js'
 import type { EndpointSlice, Endpoints, KubeObject, Pod, Service, ServicePort } from '../model/types.js'
-import { objectRef } from '../model/types.js'
+import { objectKey, objectRef } from '../model/types.js'
 import type { Cidr } from '../model/ip.js'
+import { runInSlices, runNow, type Steps } from '../util/slices.js'
 import type { ObjectRef } from './refs.js'
 import { AllocationBatch, Allocator, type PortRange } from './allocator.js'
 import { computeEndpointSets, type Endpoint, selectorMatches } from './endpoints.js'
-
+import { sameObject } from './same.js'
 
 /** One port of one service with its current ready backends: the unit the data plane serves. */
 export interface ServicePortState {
@@ -41,6 +42,12 @@ export function servicePortId (svc: Service, p: ServicePort): string {
  * Writes are validated in full before anything is mutated, so a rejected batch leaves the
  * table exactly as it was. The API server's allocations (clusterIP, nodePort) are checked and
  * made in the same step, by the allocator (allocator.ts).
+ *
+ * A write runs at once (`write`, `replaceAll`) or in slices that give the event loop back in
+ * between (`writeInSlices`, `replaceAllInSlices`: a reload of 10,000s of objects). Either way
+ * what the rest of the proxy reads (`statesOf`, `allStates`, `revision`) changes in one step at
+ * the end: between slices it is the state before the write (docs/architecture.md, "The life of
+ * a write"). The object maps are the write's working state until then.
  */
 export class Table {
   readonly clusterIPRange: Cidr
@@ -52,7 +59,12 @@ export class Table {
   readonly slices = new Map<string, EndpointSlice>()
   private readonly slicesByService = new Map<string, Set<string>>()
   private readonly podsByNs = new Map<string, Map<string, Pod>>()
-  private readonly servicesByNs = new Map<string, Set<string>>()
+  /**
+   * Services with a selector, per namespace, by one `key\0value` pair of their selector (the
+   * first): a pod can only match services filed under one of its own labels, so a pod change
+   * looks at those few, not at every service of its namespace.
+   */
+  private readonly bySelector = new Map<string, Map<string, Set<string>>>()
   private readonly allocator: Allocator
   private readonly states = new Map<string, ServicePortState[]>()
 
@@ -104,28 +116,60 @@ export class Table {
    * Throws ValidationError and changes nothing when the batch conflicts.
    */
   write (upserts: KubeObject[], deletes: ObjectRef[], file: string): Set<string> {
-    const prepared = this.prepare(upserts, deletes, file)
-    const affected = new Set<string>()
-    for (const ref of deletes) this.removeOne(ref, affected)
-    for (const o of prepared) this.putOne(o, affected)
-    for (const key of affected) this.recompute(key)
-    this.revision++
-    return affected
+    return runNow(this.writing(upserts, deletes, file))
+  }
+
+  /** `write`, in slices: resolves (or rejects, changing nothing) once the whole write is done. */
+  writeInSlices (upserts: KubeObject[], deletes: ObjectRef[], file: string): Promise<Set<string>> {
+    return runInSlices(this.writing(upserts, deletes, file))
   }
 
   /** Makes the table hold exactly `objects` (a config file is the whole truth). */
   replaceAll (objects: KubeObject[], file: string): Set<string> {
-    const keep = new Set(objects.map((o) => `${o.kind}/${o.namespace}/${o.name}`))
-    const deletes: ObjectRef[] = []
-    for (const o of this.allObjects()) {
-      if (!keep.has(`${o.kind}/${o.namespace}/${o.name}`)) deletes.push({ kind: o.kind, namespace: o.namespace, name: o.name })
-    }
-    // Unchanged objects are skipped so a re-read of the same file touches nothing.
-    const changed = objects.filter((o) => !sameObject(this.get(o), o))
-    return this.write(changed, deletes, file)
+    return runNow(this.replacing(objects, file))
   }
 
-  private prepare (upserts: KubeObject[], deletes: ObjectRef[], file: string): KubeObject[] {
+  /** `replaceAll`, in slices. */
+  replaceAllInSlices (objects: KubeObject[], file: string): Promise<Set<string>> {
+    return runInSlices(this.replacing(objects, file))
+  }
+
+  private * replacing (objects: KubeObject[], file: string): Steps<Set<string>> {
+    const keep = new Set<string>()
+    for (const o of objects) { keep.add(objectKey(o)); yield }
+    const deletes: ObjectRef[] = []
+    for (const o of this.allObjects()) {
+      if (!keep.has(objectKey(o))) deletes.push({ kind: o.kind, namespace: o.namespace, name: o.name })
+      yield
+    }
+    // Unchanged objects are skipped so a re-read of the same file touches nothing.
+    const changed: KubeObject[] = []
+    for (const o of objects) {
+      if (!sameObject(this.get(o), o)) changed.push(o)
+      yield
+    }
+    return yield * this.writing(changed, deletes, file)
+  }
+
+  private * writing (upserts: KubeObject[], deletes: ObjectRef[], file: string): Steps<Set<string>> {
+    const prepared = yield * this.preparing(upserts, deletes, file)
+    // Validated in full: from here on nothing can fail, and nothing else writes until the end
+    // (the proxy serializes writes). The objects and indexes change step by step; the states
+    // are computed aside and published, with the revision, in one step at the end.
+    const affected = new Set<string>()
+    for (const ref of deletes) { this.removeOne(ref, affected); yield }
+    for (const o of prepared) { this.putOne(o, affected); yield }
+    const next = new Map<string, ServicePortState[] | null>()
+    for (const key of affected) { next.set(key, this.compute(key)); yield }
+    for (const [key, states] of next) {
+      if (states === null) this.states.delete(key)
+      else this.states.set(key, states)
+    }
+    this.revision++
+    return affected
+  }
+
+  private * preparing (upserts: KubeObject[], deletes: ObjectRef[], file: string): Steps<KubeObject[]> {
     const issues: ValidationIssue[] = []
     const batchKeys = new Set<string>()
     // The current allocations of services this batch replaces or deletes are theirs to keep or free.
@@ -147,6 +191,7 @@ export class Table {
       const svc: Service = { ...o, ports: o.ports.map((p) => ({ ...p })) }
       allocations.claim(svc, key, this.services.get(key))
       out.push(svc)
+      yield
     }
     allocations.allocatePending()
     if (issues.length > 0) throw new ValidationError(issues)
@@ -228,45 +273,61 @@ export class Table {
   }
 
   private podAffects (pod: Pod, affected: Set<string>): void {
-    const keys = this.servicesByNs.get(pod.namespace)
-    if (keys === undefined) return
-    for (const k of keys) {
-      const s = this.services.get(k)
-      if (s?.selector != null && selectorMatches(s.selector, pod.labels)) affected.add(k)
+    const index = this.bySelector.get(pod.namespace)
+    if (index === undefined) return
+    for (const [k, v] of Object.entries(pod.labels)) {
+      const keys = index.get(selectorPair(k, v))
+      if (keys === undefined) continue
+      for (const key of keys) {
+        const s = this.services.get(key)
+        if (s?.selector != null && selectorMatches(s.selector, pod.labels)) affected.add(key)
+      }
     }
   }
 
   private indexService (s: Service): void {
     const k = svcKeyOf(s.namespace, s.name)
-    let set = this.servicesByNs.get(s.namespace)
-    if (set === undefined) this.servicesByNs.set(s.namespace, (set = new Set()))
-    set.add(k)
+    const pair = firstPair(s)
+    if (pair !== null) {
+      let index = this.bySelector.get(s.namespace)
+      if (index === undefined) this.bySelector.set(s.namespace, (index = new Map()))
+      let set = index.get(pair)
+      if (set === undefined) index.set(pair, (set = new Set()))
+      set.add(k)
+    }
     this.allocator.reserve(k, s)
   }
 
   private unindexService (s: Service): void {
     const k = svcKeyOf(s.namespace, s.name)
-    this.servicesByNs.get(s.namespace)?.delete(k)
+    const pair = firstPair(s)
+    const index = pair === null ? undefined : this.bySelector.get(s.namespace)
+    const set = pair === null ? undefined : index?.get(pair)
+    if (set !== undefined && index !== undefined && pair !== null) {
+      set.delete(k)
+      if (set.size === 0) index.delete(pair)
+      if (index.size === 0) this.bySelector.delete(s.namespace)
+    }
     this.allocator.release(k, s)
   }
 
-  private recompute (key: string): void {
+  /** A service's port states from the objects stored now; null once the service is gone. */
+  private compute (key: string): ServicePortState[] | null {
     const svc = this.services.get(key)
-    if (svc === undefined) {
-      this.states.delete(key)
-      return
-    }
+    if (svc === undefined) return null
     const sliceKeys = this.slicesByService.get(key)
     const slices: EndpointSlice[] = []
     if (sliceKeys !== undefined) for (const sk of sliceKeys) { const s = this.slices.get(sk); if (s !== undefined) slices.push(s) }
     const podMap = svc.selector !== null ? this.podsByNs.get(svc.namespace) : undefined
-    const src = { endpoints: this.endpoints.get(key), slices, pods: podMap === undefined ? [] : [...podMap.values()] }
+    // Pods are read only when neither slices nor Endpoints exist: iterated then, never copied.
+    const pods: Iterable<Pod> = podMap === undefined ? [] : { [Symbol.iterator]: () => podMap.values() }
+    const src = { endpoints: this.endpoints.get(key), slices, pods }
     const states: ServicePortState[] = []
     for (const p of svc.ports) {
       const { ready, servingTerminating } = computeEndpointSets(svc, p, src)
       states.push({ id: servicePortId(svc, p), service: svc, port: p, endpoints: ready.length > 0 ? ready : servingTerminating, servingTerminating })
     }
-    this.states.set(key, states)
+    return states
   }
 
   /** True when the given IP belongs to the allocation range. */
@@ -275,20 +336,13 @@ export class Table {
   }
 }
 
-function sameObject (a: KubeObject | undefined, b: KubeObject): boolean {
-  if (a === undefined) return false
-  if (a.kind === 'Service' && b.kind === 'Service') {
-    // A stored service carries allocations the file may leave out; compare with them filled in.
-    const filled: Service = {
-      ...b,
-      clusterIP: b.clusterIP === '' ? a.clusterIP : b.clusterIP,
-      ports: b.ports.map((p) => {
-        if (p.nodePort !== 0) return p
-        const o = a.ports.find((q) => q.name === p.name && q.protocol === p.protocol)
-        return { ...p, nodePort: o?.nodePort ?? 0 }
-      }),
-    }
-    return JSON.stringify(a) === JSON.stringify(filled)
-  }
-  return JSON.stringify(a) === JSON.stringify(b)
+function selectorPair (k: string, v: string): string {
+  return `${k}\0${v}`
+}
+
+/** The pair a selector service is filed under; null without a selector (pods never affect it). */
+function firstPair (s: Service): string | null {
+  if (s.selector === null) return null
+  for (const k in s.selector) return selectorPair(k, s.selector[k] ?? '')
+  return null
 }
