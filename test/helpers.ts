@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { once } from 'node:events'
+import { request as httpRequest } from 'node:http'
+import { Writable } from 'node:stream'
 import pino from 'pino'
 import { createProxy, type ServiceProxy, type ProxyOptions } from '../lib/index.js'
 
@@ -225,4 +227,36 @@ export function mulberry32 (seed: number): () => number {
     x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
     return ((x ^ (x >>> 14)) >>> 0) / 4294967296
   }
+}
+
+/** An HTTP GET with no keep-alive: status and body. */
+export function httpGet (url: string): Promise<{ status: number, body: string }> {
+  return new Promise((resolve, reject) => {
+    httpRequest(url, { agent: false }, (res) => {
+      let body = ''
+      res.on('data', (d: Buffer) => { body += d.toString() })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+    }).on('error', reject).end()
+  })
+}
+
+/** A free port on `host`, found by binding 0 and letting go. */
+export async function freePort (host: string): Promise<number> {
+  const s = createServer()
+  const port = await listen(s, host)
+  s.close()
+  await once(s, 'close')
+  return port
+}
+
+/** A pino logger whose lines (parsed) the test reads. */
+export function captureLogger (level: pino.Level = 'info'): { logger: pino.Logger, lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = []
+  const stream = new Writable({
+    write (chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n')) if (l !== '') lines.push(JSON.parse(l) as Record<string, unknown>)
+      cb()
+    },
+  })
+  return { logger: pino({ level }, stream), lines }
 }

@@ -1,13 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { request } from 'node:http'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { parseExposition, valueOf } from './exposition.js'
-import { fetchAll, listen, svcWithEndpoints, until, cliCommand, runCli } from './helpers.js'
+import { fetchAll, listen, svcWithEndpoints, until, cliCommand, runCli, httpGet, freePort } from './helpers.js'
 
 const root = new URL('..', import.meta.url).pathname
 
@@ -22,26 +21,6 @@ function cli (args: string[]): ChildProcess {
 async function runToEnd (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
   return await runCli(args)
 }
-
-function get (url: string): Promise<{ status: number, body: string }> {
-  return new Promise((resolve, reject) => {
-    request(url, { agent: false }, (res) => {
-      let body = ''
-      res.on('data', (d: Buffer) => { body += d.toString() })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
-    }).on('error', reject).end()
-  })
-}
-
-/** A free port on `host`, found by binding 0 and letting go. */
-async function freePort (host: string): Promise<number> {
-  const s = createServer()
-  const port = await listen(s, host)
-  s.close()
-  await once(s, 'close')
-  return port
-}
-
 /** A backend the test drives by hand: it sends only what the test tells it to. */
 async function manualBackend (t: T, host: string): Promise<{ port: number, next: () => Promise<Socket>, server: Server }> {
   const waiting: Socket[] = []
@@ -85,10 +64,10 @@ t.test('SIGTERM: new connections refused at once, the in-flight transfer complet
   const port = await freePort('127.79.0.1')
   const d = await startDaemon(t, '127.79.0.1', port, { ip: '127.0.8.1', port: backend.port }, ['--shutdown-grace', '60s'])
 
-  const hz = await get(`${d.healthz}/healthz`)
+  const hz = await httpGet(`${d.healthz}/healthz`)
   t.equal(hz.status, 200)
   t.match(JSON.parse(hz.body), { lastUpdated: /^\d{4}-\d\d-\d\dT/, currentTime: /^\d{4}-\d\d-\d\dT/ })
-  t.equal((await get(`${d.metrics}/readyz`)).status, 200, 'ready after the first sync')
+  t.equal((await httpGet(`${d.metrics}/readyz`)).status, 200, 'ready after the first sync')
 
   const client = connect({ host: '127.79.0.1', port })
   let received = 0
@@ -105,12 +84,12 @@ t.test('SIGTERM: new connections refused at once, the in-flight transfer complet
   t.match(st.stdout, /^revision 1, 1 service port, 1 active connection$/m)
   t.match(st.stdout, new RegExp(`^default\\s+web\\s+${port}\\s+TCP\\s+ClusterIP\\s+127\\.79\\.0\\.1:${port}\\s+1/1\\s+1\\s+1\\s+0$`, 'm'))
   t.match(st.stdout, new RegExp(`^default/web\\s+${port}\\s+127\\.0\\.8\\.1:${backend.port}\\s+<none>\\s+true\\s+1\\s+1\\s+0$`, 'm'))
-  const scrape = parseExposition((await get(`${d.metrics}/metrics`)).body)
+  const scrape = parseExposition((await httpGet(`${d.metrics}/metrics`)).body)
   t.equal(valueOf(scrape, 'svcproxy_connections_active', { namespace: 'default', service: 'web', port: String(port) }), 1)
 
   d.child.kill('SIGTERM')
   // /readyz turns 503 in the same tick the listeners are closed.
-  t.ok(await until(async () => (await get(`${d.metrics}/readyz`)).status === 503), 'not ready once draining')
+  t.ok(await until(async () => (await httpGet(`${d.metrics}/readyz`)).status === 503), 'not ready once draining')
   t.equal(await fetchAll('127.79.0.1', port), 'ERR:ECONNREFUSED', 'a new connection is refused')
   t.equal(d.child.exitCode, null, 'still draining while the transfer is open')
 
@@ -135,7 +114,7 @@ t.test('a second signal exits at once, without waiting for the drain', async (t)
   up.write('partial')
   await once(client, 'data')
   d.child.kill('SIGTERM')
-  t.ok(await until(async () => (await get(`${d.metrics}/readyz`)).status === 503), 'draining')
+  t.ok(await until(async () => (await httpGet(`${d.metrics}/readyz`)).status === 503), 'draining')
   d.child.kill('SIGINT')
   t.equal(await d.exit, 1, 'second signal: immediate exit, status 1')
   await closed

@@ -7,11 +7,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { request } from 'node:http'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import pino from 'pino'
 import t from 'tap'
 import { BindError, createAdminServer, createProxy, type ProxyOptions, RedisStore, type ServiceProxy, watchConfigFile, watchRedis } from '../lib/index.js'
@@ -19,44 +17,12 @@ import { BIND_RETRY_MIN_MS } from '../lib/dataplane/dataplane.js'
 import { renderStatus } from '../lib/cli/status.js'
 import type { ServicesDoc } from '../lib/admin/serialize.js'
 import { parseExposition, valueOf } from './exposition.js'
-import { cliCommand, echoServer, fetchAll, listen, runCli, svcWithEndpoints, testEngine, until } from './helpers.js'
+import { cliCommand, echoServer, fetchAll, listen, runCli, svcWithEndpoints, testEngine, until, httpGet, freePort, captureLogger } from './helpers.js'
 import { startRedis } from './redis-helpers.js'
 
 type T = { teardown: (fn: () => unknown) => void }
 
 const root = new URL('..', import.meta.url).pathname
-
-function get (url: string): Promise<{ status: number, body: string }> {
-  return new Promise((resolve, reject) => {
-    request(url, { agent: false }, (res) => {
-      let body = ''
-      res.on('data', (d: Buffer) => { body += d.toString() })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
-    }).on('error', reject).end()
-  })
-}
-
-/** A free port on `host`, found by binding 0 and letting go. */
-async function freePort (host: string): Promise<number> {
-  const s = createServer()
-  const port = await listen(s, host)
-  s.close()
-  await once(s, 'close')
-  return port
-}
-
-/** A pino logger (debug and up) whose lines the test reads. */
-function captureLogger (): { logger: pino.Logger, lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = []
-  const stream = new Writable({
-    write (chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) if (l !== '') lines.push(JSON.parse(l) as Record<string, unknown>)
-      cb()
-    },
-  })
-  return { logger: pino({ level: 'debug' }, stream), lines }
-}
-
 /** A proxy binding the ports its objects say (no ephemeralPorts): what a daemon does. */
 function fixedPortProxy (t: T, opts: ProxyOptions = {}): ServiceProxy {
   const p = createProxy({ logger: pino({ level: 'silent' }), engine: testEngine(), ...opts })
@@ -80,7 +46,7 @@ t.test('a listener that could not bind heals on its own; /readyz, metrics, statu
   t.same(a.failed, [], 'the first proxy binds')
   t.equal(await through(ip, port), 'ping')
 
-  const { logger, lines } = captureLogger()
+  const { logger, lines } = captureLogger('debug')
   const second = fixedPortProxy(t, { logger })
   const res = await second.apply(web)
   t.equal(res.revision, 1, 'the write is applied')
@@ -91,15 +57,15 @@ t.test('a listener that could not bind heals on its own; /readyz, metrics, statu
   const admin = await createAdminServer({ proxy: second, metricsBindAddress: '127.0.0.1:0', maxLoopDelayMs: 0 })
   t.teardown(() => admin.close())
   const base = admin.metricsUrl ?? ''
-  const ready = await get(`${base}/readyz`)
+  const ready = await httpGet(`${base}/readyz`)
   t.equal(ready.status, 503, '/readyz: not ready while a listener is in error')
   t.match(ready.body, /^not ready: 1 listener in error/)
   t.match(ready.body, `default/web:${port} TCP ${ip}:${port} (clusterIP): EADDRINUSE`, '/readyz names the frontend and its error')
-  t.equal((await get(`${base}/healthz`)).status, 200, '/healthz keeps kube-proxy\'s meaning: the process works')
-  let scrape = parseExposition((await get(`${base}/metrics`)).body)
+  t.equal((await httpGet(`${base}/healthz`)).status, 200, '/healthz keeps kube-proxy\'s meaning: the process works')
+  let scrape = parseExposition((await httpGet(`${base}/metrics`)).body)
   t.equal(valueOf(scrape, 'svcproxy_frontends_in_error'), 1)
   t.equal(valueOf(scrape, 'svcproxy_bind_failures_total'), 1)
-  const doc = JSON.parse((await get(`${base}/v1/services`)).body) as ServicesDoc
+  const doc = JSON.parse((await httpGet(`${base}/v1/services`)).body) as ServicesDoc
   const shown = renderStatus(doc)
   t.match(shown[0], /, 1 listener in error \(not ready\)$/, 'status: the first line says it')
   t.ok(shown.some((l) => new RegExp(`^default/web\\s+${port}\\s+${ip.replace(/\./g, '\\.')}:${port}\\s+clusterIP\\s+EADDRINUSE`).test(l)), 'status: a row names the listener and its error')
@@ -123,9 +89,9 @@ t.test('a listener that could not bind heals on its own; /readyz, metrics, statu
   t.ok(healedMs < 2 * BIND_RETRY_MIN_MS * 1.25 * 2, `healed within the backoff (${healedMs} ms after the address was freed)`)
   t.equal(second.table.revision, 1, 'without any write')
   t.same(second.listenersInError(), [])
-  const after = await get(`${base}/readyz`)
+  const after = await httpGet(`${base}/readyz`)
   t.same([after.status, after.body], [200, 'ok\n'], '/readyz 200 once it binds')
-  scrape = parseExposition((await get(`${base}/metrics`)).body)
+  scrape = parseExposition((await httpGet(`${base}/metrics`)).body)
   t.equal(valueOf(scrape, 'svcproxy_frontends_in_error'), 0)
   t.equal(valueOf(scrape, 'svcproxy_bind_failures_total'), 1)
   t.equal(msg(lines, 'listening again after failing to bind').length, 1, 'the recovery is logged once')
@@ -255,9 +221,9 @@ t.test('two daemons: the second reports its listener in error and serves once th
     return { child, metrics: /metrics on (http:\/\/\S+)\/metrics/.exec(err)?.[1] ?? '', out: () => out }
   }
   const one = await start()
-  t.equal((await get(`${one.metrics}/readyz`)).status, 200)
+  t.equal((await httpGet(`${one.metrics}/readyz`)).status, 200)
   const two = await start()
-  const ready = await get(`${two.metrics}/readyz`)
+  const ready = await httpGet(`${two.metrics}/readyz`)
   t.equal(ready.status, 503, 'the second daemon is not ready')
   t.match(ready.body, `default/web:${port} TCP ${ip}:${port} (clusterIP): EADDRINUSE`)
   const st = await runCli(['status', '--server', two.metrics])
@@ -268,7 +234,7 @@ t.test('two daemons: the second reports its listener in error and serves once th
   one.child.kill('SIGTERM')
   await once(one.child, 'exit')
   t.ok(await until(async () => (await through(ip, port)) === 'ping', 10_000), 'the second daemon serves the address on its own')
-  t.ok(await until(async () => (await get(`${two.metrics}/readyz`)).status === 200), '/readyz 200 after')
+  t.ok(await until(async () => (await httpGet(`${two.metrics}/readyz`)).status === 200), '/readyz 200 after')
   const log = two.out().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>)
   t.equal(msg(log, 'cannot listen; retrying with backoff').length, 1, 'the failure is logged once')
   t.equal(msg(log, 'listening again after failing to bind').length, 1, 'and the recovery')

@@ -3,14 +3,12 @@
 import { stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import { mkdtempSync, rmSync } from 'node:fs'
-import pino from 'pino'
 import t from 'tap'
 import { type AppliedEvent, type ServiceProxy, RedisStore, type RedisSource, watchRedis } from '../lib/index.js'
 import { readStateFile } from '../lib/sources/redis/state-file.js'
 import { storeKeys } from '../lib/store/schema.js'
-import { fetchAll, nameServer, testProxy, until } from './helpers.js'
+import { fetchAll, nameServer, testProxy, until, captureLogger } from './helpers.js'
 import { cutSwitch, startRedis } from './redis-helpers.js'
 
 type T = { teardown: (fn: () => unknown) => void }
@@ -20,18 +18,6 @@ function svc (name: string): Record<string, unknown> {
 }
 function eps (name: string, ip: string, port: number): Record<string, unknown> {
   return { apiVersion: 'v1', kind: 'Endpoints', metadata: { name, namespace: 'default' }, subsets: [{ addresses: [{ ip }], ports: [{ port }] }] }
-}
-
-/** A pino logger whose lines the test can read. */
-function captureLogger (): { logger: pino.Logger, lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = []
-  const stream = new Writable({
-    write (chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) if (l !== '') lines.push(JSON.parse(l) as Record<string, unknown>)
-      cb()
-    },
-  })
-  return { logger: pino({ level: 'info' }, stream), lines }
 }
 
 async function follow (t: T, proxy: ServiceProxy, url: string, extra: Partial<Parameters<typeof watchRedis>[1]> = {}): Promise<{ source: RedisSource, applied: AppliedEvent[] }> {

@@ -7,47 +7,21 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { request } from 'node:http'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
-import pino from 'pino'
 import t from 'tap'
 import { createAdminServer } from '../lib/index.js'
 import { LoopWatchdog, healthz } from '../lib/admin/health.js'
 import { apiHealth } from '../lib/sources/health.js'
-import { cliCommand, listen, svcWithEndpoints, testProxy, until } from './helpers.js'
+import { cliCommand, listen, svcWithEndpoints, testProxy, until, httpGet, captureLogger } from './helpers.js'
 
 const root = new URL('..', import.meta.url).pathname
-
-function get (url: string): Promise<{ status: number, body: string }> {
-  return new Promise((resolve, reject) => {
-    request(url, { agent: false }, (res) => {
-      let body = ''
-      res.on('data', (d: Buffer) => { body += d.toString() })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
-    }).on('error', reject).end()
-  })
-}
-
 /** Holds this thread (and so its event loop) for `ms`. */
 function busyWait (ms: number): void {
   const end = performance.now() + ms
   while (performance.now() < end) { /* the loop is blocked */ }
 }
-
-function captureLogger (): { logger: pino.Logger, lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = []
-  const stream = new Writable({
-    write (chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) if (l !== '') lines.push(JSON.parse(l) as Record<string, unknown>)
-      cb()
-    },
-  })
-  return { logger: pino({ level: 'info' }, stream), lines }
-}
-
 /**
  * Sends `GET /healthz` on a connected socket, then blocks the loop for `blockMs` before anything
  * can read it: the probe waits behind the block. Resolves with the HTTP status line's code.
@@ -90,10 +64,10 @@ t.test('/healthz: a probe queued behind a blocked loop gets 503; /readyz and the
   const admin = await createAdminServer({ proxy: p, healthzBindAddress: '127.0.0.1:0', maxLoopDelayMs: 1000, logger })
   t.teardown(() => admin.close())
   const base = admin.healthzUrl ?? ''
-  t.equal((await get(`${base}/healthz`)).status, 200, 'healthy before')
+  t.equal((await httpGet(`${base}/healthz`)).status, 200, 'healthy before')
   t.equal(await probeBehindBlock(base, 1500), 503, 'the probe that waited behind a 1.5 s block (limit 1 s): 503')
-  t.equal((await get(`${base}/readyz`)).status, 200, '/readyz does not follow the loop')
-  t.ok(await until(async () => (await get(`${base}/healthz`)).status === 200, 5000), '200 again once the loop has run normally')
+  t.equal((await httpGet(`${base}/readyz`)).status, 200, '/readyz does not follow the loop')
+  t.ok(await until(async () => (await httpGet(`${base}/healthz`)).status === 200, 5000), '200 again once the loop has run normally')
   t.equal(lines.filter((l) => l.msg === blockedMsg).length, 1, 'logged once')
   t.equal(await probeBehindBlock(base, 50), 200, 'a 50 ms block, well under the limit, is no failure')
 })
@@ -124,15 +98,15 @@ t.test('the daemon: --healthz-max-loop-delay; a probe that waited for a stalled 
   child.stderr?.on('data', (d: Buffer) => { err += d.toString() })
   t.ok(await until(() => /healthz on http/.test(err) || child.exitCode !== null, 30_000), 'started')
   const base = /healthz on (http:\/\/\S+)\/healthz/.exec(err)?.[1] ?? ''
-  t.equal((await get(`${base}/healthz`)).status, 200, 'healthy before')
+  t.equal((await httpGet(`${base}/healthz`)).status, 200, 'healthy before')
 
   child.kill('SIGSTOP')
-  const probe = get(`${base}/healthz`) // accepted by the kernel, answered after SIGCONT
+  const probe = httpGet(`${base}/healthz`) // accepted by the kernel, answered after SIGCONT
   // The length of the injected stall (the fault itself, not a wait for something to happen).
   await new Promise((resolve) => setTimeout(resolve, 1500))
   child.kill('SIGCONT')
   t.equal((await probe).status, 503, 'the probe that waited for the stalled loop: 503')
-  t.ok(await until(async () => (await get(`${base}/healthz`)).status === 200, 5000), '200 again once the loop runs')
+  t.ok(await until(async () => (await httpGet(`${base}/healthz`)).status === 200, 5000), '200 again once the loop runs')
   t.equal(out.split('\n').filter((l) => l.includes(blockedMsg)).length, 1, 'the daemon logged the block once')
   child.kill('SIGTERM')
   const [code] = await once(child, 'exit') as [number | null]

@@ -5,11 +5,12 @@ import type { HealthzBody } from './health.js'
 // Schemas are compiled once, at module load: a serializer is a generated function that
 // writes exactly the listed fields, no reflection per request.
 
-const str = { type: 'string' } as const
-const int = { type: 'integer' } as const
-const bool = { type: 'boolean' } as const
+/** Schema pieces shared with /v1/stats (stats-serialize.ts). */
+export const str = { type: 'string' } as const
+export const int = { type: 'integer' } as const
+export const bool = { type: 'boolean' } as const
 
-const frontend = {
+export const frontend = {
   type: 'object',
   properties: { kind: str, protocol: str, address: str, port: int, boundPort: int, state: str, error: str },
   required: ['kind', 'protocol', 'address', 'port', 'boundPort', 'state', 'error'],

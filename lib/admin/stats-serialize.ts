@@ -1,22 +1,14 @@
 import fastJson from 'fast-json-stringify'
+import { bool, frontend, int, str } from './serialize.js'
 import type { StatsDoc } from './stats.js'
 
 // The /v1/stats schema, compiled once at module load as serialize.ts does for /v1/services:
 // exactly these fields are written. docs/operations.md documents each of them.
 
-const str = { type: 'string' } as const
-const int = { type: 'integer' } as const
 const num = { type: 'number' } as const
-const bool = { type: 'boolean' } as const
 
 const rates = { connPerSec: num, bytesUpPerSec: num, bytesDownPerSec: num } as const
 const rateNames = ['connPerSec', 'bytesUpPerSec', 'bytesDownPerSec'] as const
-
-const frontend = {
-  type: 'object',
-  properties: { kind: str, protocol: str, address: str, port: int, boundPort: int, state: str, error: str },
-  required: ['kind', 'protocol', 'address', 'port', 'boundPort', 'state', 'error'],
-} as const
 
 const endpoint = {
   type: 'object',
