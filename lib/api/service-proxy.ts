@@ -133,6 +133,7 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
         limits: this.limits,
         tcpIdleTimeoutMs: opts.tcpIdleTimeoutMs,
         nextConnectionId: () => ++self.connectionIds,
+        random: Math.random,
       },
     })
   }

@@ -59,6 +59,8 @@ export interface DataPlaneContext {
   /** --tcp-idle-timeout in ms; 0 = off. The data plane's one sweep timer enforces it. */
   readonly tcpIdleTimeoutMs: number
   nextConnectionId (): number
+  /** Uniform [0, 1): every random choice of the data plane (random and p2c picks, toxicity, jitter). Seeded by createProxy({ seed }). Called as-is. */
+  readonly random: () => number
 }
 
 /**
