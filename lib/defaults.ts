@@ -38,6 +38,12 @@ export const DEFAULTS = {
   healthzMaxLoopDelayMs: 2_000,
   /** createProxy({ strictBind }), library only: a write whose listeners cannot bind resolves (false) or rejects with BindError (true). */
   strictBind: false,
+  /** createProxy({ seed }), library only: null = Math.random; an integer makes every random choice reproducible. */
+  seed: null,
+  /** proxy.waitFor() without { timeout }, library only. */
+  waitForTimeoutMs: 10_000,
+  /** proxy.events() without { bufferSize }, library only: events held for a slow consumer before it fails loudly. */
+  eventsBufferSize: 10_000,
   /** demo --port. */
   demoPort: 8080,
 } as const

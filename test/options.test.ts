@@ -19,6 +19,8 @@ const bad: Array<[string, Record<string, unknown>]> = [
   ['ephemeralPorts', { ephemeralPorts: 'yes' }],
   ['pooledReads', { pooledReads: 1 }],
   ['strictBind', { strictBind: 'yes' }],
+  ['seed', { seed: 1.5 }],
+  ['seed', { seed: '42' }],
   ['bindAddress', { bindAddress: 'localhost' }],
   ['hostname', { hostname: 42 }],
   ['nodePortAddresses', { nodePortAddresses: '127.0.0.1/32' }],
@@ -75,6 +77,6 @@ t.test('the CLI flags default to DEFAULTS', async (t) => {
     t.equal(got, want, `--${flag}`)
   }
   // Library-only defaults (createProxy options the daemon never sets) have no flag.
-  const libraryOnly: Array<keyof typeof DEFAULTS> = ['strictBind']
+  const libraryOnly: Array<keyof typeof DEFAULTS> = ['strictBind', 'seed', 'waitForTimeoutMs', 'eventsBufferSize']
   t.same(Object.values(DEFAULTS).length, Object.keys(flagOf).length + libraryOnly.length, 'every default has its flag, or is library-only')
 })

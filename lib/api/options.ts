@@ -1,6 +1,6 @@
 import { hostname as osHostname } from 'node:os'
 import pino, { type Logger } from 'pino'
-import type { Algorithm } from '../balancer/balancer.js'
+import { ALGORITHMS, type Algorithm } from '../balancer/balancer.js'
 import { DEFAULTS } from '../defaults.js'
 import { ConfigError } from '../errors.js'
 import type { Engine } from '../internals/uv-tcp.js'
@@ -61,6 +61,12 @@ export interface ProxyOptions {
    * way the change stays applied and the listeners are retried with backoff (docs/api.md).
    */
   strictBind?: boolean
+  /**
+   * A safe integer: every random choice of the data plane (the `random` algorithm, a fault's
+   * toxicity, jitter) draws from a PRNG seeded with it, so a test sees the same choices on every
+   * run. null or absent: Math.random.
+   */
+  seed?: number | null
 }
 
 /** ProxyOptions with every default filled in and every value checked. */
@@ -69,7 +75,6 @@ export type ResolvedOptions = Required<ProxyOptions>
 /** Highest --udp-max-sessions. */
 export const MAX_UDP_SESSIONS = 10_000_000
 
-const ALGORITHMS: readonly Algorithm[] = ['round-robin', 'random']
 const ENGINES: readonly Engine[] = ['uv', 'node']
 
 /**
@@ -97,6 +102,7 @@ export function resolveOptions (o: ProxyOptions): ResolvedOptions {
     tcpIdleTimeoutMs: num(o, 'tcpIdleTimeoutMs', DEFAULTS.tcpIdleTimeoutMs, 0, Number.MAX_SAFE_INTEGER, 'a duration in ms >= 0'),
     vipInterface: str(o, 'vipInterface', ''),
     strictBind: bool(o, 'strictBind', DEFAULTS.strictBind),
+    seed: seedOf(o.seed),
   }
   if (r.vipInterface !== '' && !/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,14}$/.test(r.vipInterface)) {
     throw new ConfigError(`vipInterface: expected a link name of 1-15 letters, digits, "_", "-" or ".", got ${describe(r.vipInterface)}`)
@@ -113,12 +119,18 @@ export function resolveOptions (o: ProxyOptions): ResolvedOptions {
   return r
 }
 
-const KNOWN = new Set<string>(['logger', 'ephemeralPorts', 'serviceClusterIPRange', 'serviceNodePortRange', 'loadBalancer', 'hostname', 'bindAddress', 'nodePortAddresses', 'udpTimeoutMs', 'udpMaxSessions', 'engine', 'pooledReads', 'maxConnections', 'tcpIdleTimeoutMs', 'vipInterface', 'strictBind'] satisfies Array<keyof ProxyOptions>)
+const KNOWN = new Set<string>(['logger', 'ephemeralPorts', 'serviceClusterIPRange', 'serviceNodePortRange', 'loadBalancer', 'hostname', 'bindAddress', 'nodePortAddresses', 'udpTimeoutMs', 'udpMaxSessions', 'engine', 'pooledReads', 'maxConnections', 'tcpIdleTimeoutMs', 'vipInterface', 'strictBind', 'seed'] satisfies Array<keyof ProxyOptions>)
 
 type Key = keyof ProxyOptions
 
 function describe (v: unknown): string {
   return typeof v === 'string' ? `"${v}"` : Array.isArray(v) ? JSON.stringify(v) : String(v)
+}
+
+function seedOf (v: unknown): number | null {
+  if (v === undefined || v === null) return DEFAULTS.seed
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw new ConfigError(`seed: expected an integer (a safe integer, e.g. 42) or null, got ${describe(v)}`)
+  return v
 }
 
 function bool (o: ProxyOptions, k: Key, dflt: boolean): boolean {

@@ -17,6 +17,7 @@ import { cidrContains, parseCidr } from '../model/ip.js'
 import { type ObjectRef, parseRef } from '../table/refs.js'
 import { Table } from '../table/table.js'
 import { VipInterface } from '../host/vip-interface.js'
+import { seededRandom } from '../util/random.js'
 
 export interface ApplyResult {
   /** Table revision after the write. */
@@ -133,7 +134,7 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
         limits: this.limits,
         tcpIdleTimeoutMs: opts.tcpIdleTimeoutMs,
         nextConnectionId: () => ++self.connectionIds,
-        random: Math.random,
+        random: opts.seed === null ? Math.random : seededRandom(opts.seed),
       },
     })
   }

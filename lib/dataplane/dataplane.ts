@@ -220,6 +220,7 @@ export class DataPlane {
       let rt = this.runtimes.get(st.id)
       if (rt === undefined) {
         rt = new ServicePortRuntime(st, algorithm, hostname)
+        rt.balancer.random = ctx.random // createProxy({ seed })
         if (conns !== undefined) rt.serviceConnections = conns
         this.runtimes.set(st.id, rt)
       } else {
@@ -370,8 +371,9 @@ export class DataPlane {
     const all = [...this.frontends.values(), ...this.retired]
     for (const fe of all) fe.close(true)
     const deadline = Date.now() + 2000
-    while (all.some((fe) => fe.openCount() > 0 || !fe.isClosed()) && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 5))
+    // Handles close in the loop's next close phase: a few turns first (a harness closes in µs, not 5 ms), then a coarse poll.
+    for (let turn = 0; all.some((fe) => fe.openCount() > 0 || !fe.isClosed()) && Date.now() < deadline; turn++) {
+      await new Promise((resolve) => { if (turn < 20) setImmediate(resolve); else setTimeout(resolve, 5) })
     }
     this.retired.clear()
   }
