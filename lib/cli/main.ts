@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import pino, { type Logger } from 'pino'
-import type { Algorithm } from '../balancer/balancer.js'
+import { ALGORITHMS, isAlgorithm } from '../balancer/balancer.js'
 import { ConfigError, SvcproxyError } from '../errors.js'
 import { readDocumentFile } from '../model/document.js'
 import { isIP, parseCidr } from '../model/ip.js'
@@ -173,14 +173,14 @@ function makeLogger (values: FlagValues, toStderr = false): Logger {
 
 function proxyOptions (values: FlagValues, logger: Logger): ProxyOptions {
   const lb = str(values, 'load-balancer') ?? DEFAULTS.loadBalancer
-  if (lb !== 'round-robin' && lb !== 'random') throw new ConfigError(`--load-balancer: expected round-robin or random, got "${lb}"`)
+  if (!isAlgorithm(lb)) throw new ConfigError(`--load-balancer: expected ${ALGORITHMS.join(', ')}, got "${lb}"`)
   const npa = str(values, 'nodeport-addresses')
   const engine = str(values, 'engine') ?? DEFAULTS.engine
   if (engine !== 'uv' && engine !== 'node') throw new ConfigError(`--engine: expected uv or node, got "${engine}"`)
   return {
     engine,
     logger,
-    loadBalancer: lb as Algorithm,
+    loadBalancer: lb,
     bindAddress: str(values, 'bind-address'),
     hostname: str(values, 'hostname-override'),
     nodePortAddresses: npa === undefined || npa === '' ? undefined : npa.split(',').map((s) => s.trim()),

@@ -1,5 +1,5 @@
 import { BlockList } from 'node:net'
-import { type Algorithm, Balancer } from '../balancer/balancer.js'
+import { type Algorithm, Balancer, isAlgorithm } from '../balancer/balancer.js'
 import { Backend } from '../balancer/backend.js'
 import type { Endpoint } from '../table/endpoints.js'
 import type { ServicePortState } from '../table/table.js'
@@ -128,7 +128,7 @@ export const CONNECTION_DURATION_BUCKETS: readonly number[] = [0.001, 0.01, 0.1,
 
 function algorithmOf (state: ServicePortState, dflt: Algorithm): Algorithm {
   const a = state.service.annotations[LOAD_BALANCER_ANNOTATION]
-  return a === 'random' || a === 'round-robin' ? a : dflt
+  return isAlgorithm(a) ? a : dflt
 }
 
 /** The CIDRs (validated by the model) as one matcher; null when there are none. */

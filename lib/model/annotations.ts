@@ -3,7 +3,7 @@
  * them. Issues adding per-service settings add theirs here (and to docs/services.md).
  */
 
-/** Per service: `round-robin` or `random`; anything else falls back to --load-balancer. */
+/** Per service: `round-robin`, `random`, `least-connections`, `p2c` or `hash` (balancer/balancer.ts ALGORITHMS); anything else falls back to --load-balancer. */
 export const LOAD_BALANCER_ANNOTATION = 'svcproxy.io/load-balancer'
 /** Per service: the most TCP connections its ports hold open together ("0": no limit). */
 export const MAX_CONNECTIONS_ANNOTATION = 'svcproxy.io/max-connections'

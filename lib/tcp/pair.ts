@@ -99,7 +99,7 @@ export function pickEndpoint (p: PairBase): Backend | undefined {
   const rt = p.rt
   const candidates = p.fe.spec.local ? rt.localEndpoints : undefined
   const ip = rt.balancer.usesClientIP ? p.clientIP : ''
-  let b = rt.balancer.pick(ip, p.attempt > 0, candidates)
+  let b = rt.balancer.pick(ip, p.attempt > 0, candidates, p.tried)
   const tried = p.tried
   if (tried !== null && b !== undefined) {
     const n = (candidates ?? rt.balancer.endpoints).length

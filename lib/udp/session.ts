@@ -308,7 +308,7 @@ function untried (s: Session): Backend | undefined {
   const candidates = s.host.spec.local ? rt.localEndpoints : undefined
   const n = (candidates ?? rt.balancer.endpoints).length
   for (let i = 0; i < n; i++) {
-    const b = rt.balancer.pick(s.clientIP, true, candidates)
+    const b = rt.balancer.pick(s.clientIP, true, candidates, s.tried)
     if (b === undefined) return undefined
     if (s.tried === null || !s.tried.includes(b)) return b
   }
