@@ -46,4 +46,12 @@ export const DEFAULTS = {
   eventsBufferSize: 10_000,
   /** demo --port. */
   demoPort: 8080,
+  /** --outlier-consecutive-failures: dial failures in a row that eject an endpoint (Envoy's default); 0 = outlier ejection off. */
+  outlierConsecutiveFailures: 5,
+  /** --outlier-base-ejection-time: ejection time = this × times ejected (Envoy's base_ejection_time). */
+  outlierBaseEjectionTimeMs: 30_000,
+  /** --outlier-max-ejection-time: the longest ejection (Envoy's max_ejection_time). */
+  outlierMaxEjectionTimeMs: 300_000,
+  /** --outlier-max-ejection-percent: most of a port's endpoints ejected at once (at least one may be, never all). */
+  outlierMaxEjectionPercent: 50,
 } as const

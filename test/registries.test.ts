@@ -101,6 +101,7 @@ function fakeMetricsInput (): MetricsInput {
     sourceRangeDenied: 0, udpDrops: 0, bytesUp: 0, bytesDown: 0, udpDatagramsUp: 0, udpDatagramsDown: 0, selfLoopEndpoints: 0,
     dialDuration: observed(0.001), connectionDuration: observed(0.5),
     balancer: { affinityEntries: 0, endpoints: [endpoint] },
+    endpoints: [endpoint], ejectionsTotal: 0, checksPassed: 0, checksFailed: 0,
   }
   const proxy = {
     dataplane: { runtimes: new Map([[rt.id, rt]]), frontends: new Map([['f', { state: 'listening' }]]), inError: 0, bindFailures: 0 },

@@ -24,7 +24,17 @@ const SERVICE_PORT: Array<[FamilyName, RtCounter]> = [
   ['svcproxy_source_range_denied_total', (rt) => rt.sourceRangeDenied],
   ['svcproxy_udp_drops_total', (rt) => rt.udpDrops],
   ['svcproxy_affinity_clients', (rt) => rt.balancer.affinityEntries],
+  ['svcproxy_endpoint_ejections_total', (rt) => rt.ejectionsTotal],
+  ['svcproxy_endpoints_ejected', (rt) => count(rt, (b) => b.ejected)],
+  ['svcproxy_endpoints_check_down', (rt) => count(rt, (b) => b.check === 'down' || b.check === 'pending')],
 ]
+
+/** Endpoints of the port's whole set (ejected and checked-down ones included) for which `f` holds. */
+function count (rt: ServicePortRuntime, f: (b: Backend) => boolean): number {
+  let n = 0
+  for (const b of rt.endpoints) if (f(b)) n++
+  return n
+}
 
 const ENDPOINT: Array<[FamilyName, EpCounter]> = [
   ['svcproxy_endpoint_connections_total', (b) => b.accepted],
@@ -51,7 +61,7 @@ export async function renderMetrics ({ proxy, health, process: proc }: MetricsIn
   const rts = [...proxy.dataplane.runtimes.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
   // Label strings are built once per scrape per series, never on the data path.
   const rtLabels = rts.map((rt) => labels({ namespace: rt.namespace, service: rt.service, port: rt.portLabel }))
-  const eps = rts.map((rt, i) => rt.balancer.endpoints.map((b) => ({ b, l: `${rtLabels[i] ?? ''},${labels({ endpoint: b.key })}` })))
+  const eps = rts.map((rt, i) => rt.endpoints.map((b) => ({ b, l: `${rtLabels[i] ?? ''},${labels({ endpoint: b.key })}` })))
 
   for (const [name, read] of SERVICE_PORT) {
     open(x, name)
@@ -70,9 +80,14 @@ export async function renderMetrics ({ proxy, health, process: proc }: MetricsIn
   open(x, 'svcproxy_endpoints')
   rts.forEach((rt, i) => {
     let ready = 0
-    for (const b of rt.balancer.endpoints) if (b.ready) ready++
+    for (const b of rt.endpoints) if (b.ready) ready++
     x.sample(`${rtLabels[i] ?? ''},ready="true"`, ready)
-    x.sample(`${rtLabels[i] ?? ''},ready="false"`, rt.balancer.endpoints.length - ready)
+    x.sample(`${rtLabels[i] ?? ''},ready="false"`, rt.endpoints.length - ready)
+  })
+  open(x, 'svcproxy_health_checks_total')
+  rts.forEach((rt, i) => {
+    x.sample(`${rtLabels[i] ?? ''},result="pass"`, rt.checksPassed)
+    x.sample(`${rtLabels[i] ?? ''},result="fail"`, rt.checksFailed)
   })
   open(x, 'svcproxy_self_loop_endpoints')
   rts.forEach((rt, i) => x.sample(rtLabels[i] ?? '', rt.selfLoopEndpoints))

@@ -33,6 +33,10 @@ export const METRIC_FAMILIES = {
   svcproxy_affinity_clients: { type: 'gauge', labels: PORT, help: 'Client IPs pinned to an endpoint by sessionAffinity ClientIP (expired pins are swept lazily).' },
   svcproxy_endpoints: { type: 'gauge', labels: [...PORT, 'ready'], help: 'Endpoints in the service port\'s set. ready="false": serving-and-terminating fallback endpoints.' },
   svcproxy_self_loop_endpoints: { type: 'gauge', labels: PORT, help: 'Endpoints left out of the service port\'s set because they are its own address (clusterIP, externalIP or load-balancer IP at the port, a node address at the nodePort): never dialled.' },
+  svcproxy_endpoint_ejections_total: { type: 'counter', labels: PORT, help: 'Endpoints ejected by outlier detection (their dials failed N times in a row); each ejection counted.' },
+  svcproxy_endpoints_ejected: { type: 'gauge', labels: PORT, help: 'Endpoints ejected by outlier detection now: they get no new connections until their ejection time is over.' },
+  svcproxy_health_checks_total: { type: 'counter', labels: [...PORT, 'result'], help: 'Active health checks run against the service port\'s endpoints (annotation svcproxy.io/health-check). result: pass or fail.' },
+  svcproxy_endpoints_check_down: { type: 'gauge', labels: PORT, help: 'Endpoints whose active health check fails now (or has not passed yet): they get no new connections.' },
   svcproxy_dial_duration_seconds: { type: 'histogram', labels: PORT, help: 'TCP: time from accept until an endpoint answered, the whole dial ladder included; one observation per connection that reached an endpoint.' },
   svcproxy_connection_duration_seconds: { type: 'histogram', labels: PORT, help: 'TCP: time from accept until both sides closed; one observation per connection.' },
 

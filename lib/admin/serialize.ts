@@ -18,8 +18,11 @@ export const frontend = {
 
 const endpoint = {
   type: 'object',
-  properties: { endpoint: str, nodeName: str, ready: bool, active: int, accepted: int, dialFailures: int, bytesUp: int, bytesDown: int },
-  required: ['endpoint', 'nodeName', 'ready', 'active', 'accepted', 'dialFailures', 'bytesUp', 'bytesDown'],
+  properties: {
+    endpoint: str, nodeName: str, ready: bool, active: int, accepted: int, dialFailures: int, bytesUp: int, bytesDown: int,
+    eligible: bool, ejected: bool, ejectedUntil: int, ejections: int, consecutiveFailures: int, check: str,
+  },
+  required: ['endpoint', 'nodeName', 'ready', 'active', 'accepted', 'dialFailures', 'bytesUp', 'bytesDown', 'eligible', 'ejected', 'ejectedUntil', 'ejections', 'consecutiveFailures', 'check'],
 } as const
 
 const servicePort = {

@@ -198,12 +198,13 @@ function endpointRows (proxy: ServiceProxy): EndpointRow[] {
   const rows: EndpointRow[] = []
   const rts = [...proxy.dataplane.runtimes.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
   for (const rt of rts) {
-    for (const b of rt.balancer.endpoints) {
+    for (const b of rt.endpoints) {
       rows.push({
         namespace: rt.namespace, service: rt.service, port: rt.portLabel, protocol: rt.state.port.protocol,
         endpoint: b.key, nodeName: b.nodeName, ready: b.ready,
         active: b.active, accepted: b.accepted, dialFailures: b.dialFailures, bytesUp: b.bytesUp, bytesDown: b.bytesDown,
         affinityHits: b.affinityHits, udpDatagramsUp: b.udpDatagramsUp, udpDatagramsDown: b.udpDatagramsDown,
+        eligible: rt.balancer.endpoints.includes(b), ejected: b.ejected, ejectedUntil: b.ejectedUntil, ejections: b.ejectionsTotal, consecutiveFailures: b.consecutiveFailures, check: b.check,
       })
     }
   }

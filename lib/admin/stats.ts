@@ -86,7 +86,7 @@ export function buildStats (proxy: ServiceProxy, health: SourceHealth, rates: Ra
   const services = proxy.status().map((sp): StatsServicePort => {
     const rt = proxy.dataplane.runtimes.get(sp.id)
     const backends = new Map<string, Backend>()
-    for (const b of rt?.balancer.endpoints ?? []) backends.set(b.key, b)
+    for (const b of rt?.endpoints ?? []) backends.set(b.key, b)
     // Object literals with every field spelled out: one shape per kind, no spread (spreading
     // 30 fields made V8 build dictionary objects, 50x slower with 1,000 service ports).
     const endpoints = sp.endpoints.map((e): StatsEndpoint => {
@@ -103,6 +103,12 @@ export function buildStats (proxy: ServiceProxy, health: SourceHealth, rates: Ra
         dialFailures: e.dialFailures,
         bytesUp: e.bytesUp,
         bytesDown: e.bytesDown,
+        eligible: e.eligible,
+        ejected: e.ejected,
+        ejectedUntil: e.ejectedUntil,
+        ejections: e.ejections,
+        consecutiveFailures: e.consecutiveFailures,
+        check: e.check,
         affinityHits: b?.affinityHits ?? 0,
         udpDatagramsUp: b?.udpDatagramsUp ?? 0,
         udpDatagramsDown: b?.udpDatagramsDown ?? 0,

@@ -6,6 +6,7 @@ import { ConfigError } from '../errors.js'
 import type { Engine } from '../internals/uv-tcp.js'
 import { MAX_CONNECTIONS_LIMIT } from '../model/annotations.js'
 import { isIP } from '../model/ip.js'
+import { MAX_CONSECUTIVE_FAILURES, MAX_EJECTION_MS } from '../model/endpoint-health.js'
 
 export interface ProxyOptions {
   /**
@@ -62,6 +63,22 @@ export interface ProxyOptions {
    */
   strictBind?: boolean
   /**
+   * Outlier ejection defaults (--outlier-*; per service the svcproxy.io/outlier-* annotations win;
+   * docs/health.md): an endpoint whose dials fail `outlierConsecutiveFailures` times in a row
+   * (0: off) gets no new connections for `outlierBaseEjectionTimeMs` × times ejected, at most
+   * `outlierMaxEjectionTimeMs`; at most `outlierMaxEjectionPercent` of a port's endpoints at once.
+   */
+  outlierConsecutiveFailures?: number
+  outlierBaseEjectionTimeMs?: number
+  outlierMaxEjectionTimeMs?: number
+  outlierMaxEjectionPercent?: number
+  /**
+   * --proxy-protocol: the PROXY protocol header endpoints get before any client byte ('v1': text,
+   * TCP only; 'v2': binary, TCP and UDP, one header per datagram; 'none', the default). Per
+   * service: annotation svcproxy.io/proxy-protocol. See docs/proxy-protocol.md.
+   */
+  proxyProtocol?: ProxyProtocolMode
+  /**
    * A safe integer: every random choice of the data plane (the `random` algorithm, a fault's
    * toxicity, jitter) draws from a PRNG seeded with it, so a test sees the same choices on every
    * run. null or absent: Math.random.
@@ -102,6 +119,11 @@ export function resolveOptions (o: ProxyOptions): ResolvedOptions {
     tcpIdleTimeoutMs: num(o, 'tcpIdleTimeoutMs', DEFAULTS.tcpIdleTimeoutMs, 0, Number.MAX_SAFE_INTEGER, 'a duration in ms >= 0'),
     vipInterface: str(o, 'vipInterface', ''),
     strictBind: bool(o, 'strictBind', DEFAULTS.strictBind),
+    outlierConsecutiveFailures: int(o, 'outlierConsecutiveFailures', DEFAULTS.outlierConsecutiveFailures, 0, MAX_CONSECUTIVE_FAILURES),
+    outlierBaseEjectionTimeMs: num(o, 'outlierBaseEjectionTimeMs', DEFAULTS.outlierBaseEjectionTimeMs, 1, MAX_EJECTION_MS, 'a duration in ms from 1 to 86400000'),
+    outlierMaxEjectionTimeMs: num(o, 'outlierMaxEjectionTimeMs', DEFAULTS.outlierMaxEjectionTimeMs, 1, MAX_EJECTION_MS, 'a duration in ms from 1 to 86400000'),
+    outlierMaxEjectionPercent: int(o, 'outlierMaxEjectionPercent', DEFAULTS.outlierMaxEjectionPercent, 0, 100),
+    proxyProtocol: oneOf(o, 'proxyProtocol', PROXY_PROTOCOL_MODES, DEFAULTS.proxyProtocol),
     seed: seedOf(o.seed),
   }
   if (r.vipInterface !== '' && !/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,14}$/.test(r.vipInterface)) {
@@ -119,7 +141,7 @@ export function resolveOptions (o: ProxyOptions): ResolvedOptions {
   return r
 }
 
-const KNOWN = new Set<string>(['logger', 'ephemeralPorts', 'serviceClusterIPRange', 'serviceNodePortRange', 'loadBalancer', 'hostname', 'bindAddress', 'nodePortAddresses', 'udpTimeoutMs', 'udpMaxSessions', 'engine', 'pooledReads', 'maxConnections', 'tcpIdleTimeoutMs', 'vipInterface', 'strictBind', 'seed'] satisfies Array<keyof ProxyOptions>)
+const KNOWN = new Set<string>(['logger', 'ephemeralPorts', 'serviceClusterIPRange', 'serviceNodePortRange', 'loadBalancer', 'hostname', 'bindAddress', 'nodePortAddresses', 'udpTimeoutMs', 'udpMaxSessions', 'engine', 'pooledReads', 'maxConnections', 'tcpIdleTimeoutMs', 'vipInterface', 'strictBind', 'outlierConsecutiveFailures', 'outlierBaseEjectionTimeMs', 'outlierMaxEjectionTimeMs', 'outlierMaxEjectionPercent', 'proxyProtocol', 'seed'] satisfies Array<keyof ProxyOptions>)
 
 type Key = keyof ProxyOptions
 

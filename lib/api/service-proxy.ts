@@ -59,6 +59,15 @@ export interface ServicePortStatus {
   id: string
   namespace: string
   name: string
+  /** Takes new connections: not ejected, and its active check (if any) passes (docs/health.md). */
+  eligible: boolean
+  /** Outlier ejection: out until `ejectedUntil` (ms since epoch, 0 when not ejected); `ejections` in all; dial failures in a row now. */
+  ejected: boolean
+  ejectedUntil: number
+  ejections: number
+  consecutiveFailures: number
+  /** Active health check: 'none' (the service asks for none), 'pending', 'up' or 'down'. */
+  check: 'none' | 'pending' | 'up' | 'down'
   port: string
   protocol: 'TCP' | 'UDP'
   clusterIP: string
@@ -145,6 +154,8 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
   }
 
   private async openVips (name: string): Promise<void> {
+        outlier: { consecutiveFailures: opts.outlierConsecutiveFailures, baseEjectionMs: opts.outlierBaseEjectionTimeMs, maxEjectionMs: Math.max(opts.outlierBaseEjectionTimeMs, opts.outlierMaxEjectionTimeMs), maxEjectionPercent: opts.outlierMaxEjectionPercent },
+        proxyProtocol: opts.proxyProtocol,
     const v = await VipInterface.open(name, this.logger)
     this.vips = v
     this.dataplane.vips = v
@@ -230,7 +241,7 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
     return this.table.allStates().map((st) => {
       const rt = this.dataplane.runtimes.get(st.id)
       // A port the data plane has not taken yet shows its endpoints with zero counters.
-      const eps = rt?.balancer.endpoints ?? st.endpoints.map((e) => new Backend(e.ip, e.port, e.nodeName, e.podName, e.ready))
+      const eps = rt?.endpoints ?? st.endpoints.map((e) => new Backend(e.ip, e.port, e.nodeName, e.podName, e.ready))
       return {
         id: st.id,
         namespace: st.service.namespace,
@@ -242,7 +253,7 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
         algorithm: rt?.balancer.algorithm ?? 'round-robin',
         sessionAffinity: st.service.sessionAffinity,
         frontends: byRt.get(st.id) ?? [],
-        endpoints: eps.map((b) => ({ endpoint: b.key, nodeName: b.nodeName, ready: b.ready, active: b.active, accepted: b.accepted, dialFailures: b.dialFailures, bytesUp: b.bytesUp, bytesDown: b.bytesDown })),
+        endpoints: eps.map((b) => ({ endpoint: b.key, nodeName: b.nodeName, ready: b.ready, active: b.active, accepted: b.accepted, dialFailures: b.dialFailures, bytesUp: b.bytesUp, bytesDown: b.bytesDown, eligible: rt?.balancer.endpoints.includes(b) ?? true, ejected: b.ejected, ejectedUntil: b.ejectedUntil, ejections: b.ejectionsTotal, consecutiveFailures: b.consecutiveFailures, check: b.check })),
         active: rt === undefined ? 0 : rt.active + rt.udpSessionsActive,
         accepted: rt?.accepted ?? 0,
         dialFailures: rt?.dialFailures ?? 0,

@@ -23,6 +23,18 @@ export class Backend implements Endpoint {
   udpDatagramsUp = 0
   udpDatagramsDown = 0
 
+  /** Endpoint health (frontend/endpoint-health.ts): dial failures since the last success; a success sets 0. */
+  consecutiveFailures = 0
+  /** Outlier ejection: takes no new connection until `ejectedUntil` (ms since epoch). */
+  ejected = false
+  ejectedUntil = 0
+  /** Ejection multiplier (times ejected, decaying while healthy), when it last returned, and ejections in all. */
+  ejections = 0
+  returnedAt = 0
+  ejectionsTotal = 0
+  /** Active health check: 'none' (the service asks for none), 'pending' (not checked yet), 'up', 'down'. */
+  check: 'none' | 'pending' | 'up' | 'down' = 'none'
+
   constructor (ip: string, port: number, nodeName = '', podName = '', ready = true) {
     this.ip = ip
     this.port = port

@@ -12,6 +12,7 @@ import { DEFAULTS } from '../defaults.js'
 import { describeError, type FileSource, watchConfigFile } from '../sources/file.js'
 import { Table } from '../table/table.js'
 import { parseDuration } from '../util/duration.js'
+import { MAX_CONSECUTIVE_FAILURES } from '../model/endpoint-health.js'
 import { cleanupVipInterface } from '../host/vip-interface.js'
 import { redactUrl } from '../store/connect.js'
 import { startAdminFromFlags } from './admin.js'
@@ -95,7 +96,7 @@ export async function main (argv: string[], io: Io = stdio): Promise<number> {
 const POSITIONALS: Record<string, number> = { run: 0, demo: 0, status: 0, cleanup: 0, version: 0, validate: 1, apply: 1, get: 1, delete: Infinity }
 
 /** Flags of `run --redis` that a `--config` file has no use for. */
-const REDIS_ONLY = ['sync-period', 'state-file', 'redis-key-prefix']
+const REDIS_ONLY = ['sync-period', 'state-file', 'redis-key-prefix', 'redis-ca-file', 'redis-cert-file', 'redis-key-file']
 
 /**
  * Usage errors (ConfigError: exit 2), all found before anything starts: an argument the command
@@ -192,6 +193,10 @@ function proxyOptions (values: FlagValues, logger: Logger): ProxyOptions {
     tcpIdleTimeoutMs: durationFlag(values, 'tcp-idle-timeout', DEFAULTS.tcpIdleTimeoutMs),
     vipInterface: str(values, 'vip-interface'),
   }
+    outlierConsecutiveFailures: int(values, 'outlier-consecutive-failures', 0, MAX_CONSECUTIVE_FAILURES),
+    outlierBaseEjectionTimeMs: durationFlag(values, 'outlier-base-ejection-time', DEFAULTS.outlierBaseEjectionTimeMs),
+    outlierMaxEjectionTimeMs: durationFlag(values, 'outlier-max-ejection-time', DEFAULTS.outlierMaxEjectionTimeMs),
+    outlierMaxEjectionPercent: int(values, 'outlier-max-ejection-percent', 0, 100),
 }
 
 function durationFlag (values: FlagValues, name: string, dflt: number): number {

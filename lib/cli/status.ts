@@ -1,5 +1,5 @@
 import { ConfigError, UnreachableError } from '../errors.js'
-import type { FrontendStatus, ServicePortStatus } from '../api/service-proxy.js'
+import type { EndpointStatus, FrontendStatus, ServicePortStatus } from '../api/service-proxy.js'
 import { parseBindAddress } from '../admin/server.js'
 import type { ServicesDoc } from '../admin/serialize.js'
 import type { StatsDoc } from '../admin/stats.js'
@@ -78,10 +78,11 @@ export function renderStatus (doc: ServicesDoc): string[] {
     ['NAMESPACE', 'NAME', 'PORT', 'PROTOCOL', 'TYPE', 'ADDRESSES', 'ENDPOINTS', 'ACTIVE', 'ACCEPTED', 'DIAL-FAILS'],
     sps.map((s) => [s.namespace, s.name, s.port, s.protocol, s.type, addresses(s.frontends), endpointsCell(s), String(s.active), String(s.accepted), String(s.dialFailures)]),
   ))
-  const eps = sps.flatMap((s) => s.endpoints.map((e) => [`${s.namespace}/${s.name}`, s.port, e.endpoint, e.nodeName === '' ? '<none>' : e.nodeName, String(e.ready), String(e.active), String(e.accepted), String(e.dialFailures)]))
+  const now = Date.now()
+  const eps = sps.flatMap((s) => s.endpoints.map((e) => [`${s.namespace}/${s.name}`, s.port, e.endpoint, e.nodeName === '' ? '<none>' : e.nodeName, String(e.ready), healthCell(e, now), String(e.active), String(e.accepted), String(e.dialFailures)]))
   if (eps.length > 0) {
     lines.push('')
-    lines.push(...table(['SERVICE', 'PORT', 'ENDPOINT', 'NODE', 'READY', 'ACTIVE', 'ACCEPTED', 'DIAL-FAILS'], eps))
+    lines.push(...table(['SERVICE', 'PORT', 'ENDPOINT', 'NODE', 'READY', 'HEALTH', 'ACTIVE', 'ACCEPTED', 'DIAL-FAILS'], eps))
   }
   if (broken.length > 0) {
     lines.push('', 'Listeners in error (could not bind; retried with backoff, /readyz answers 503 meanwhile):')
@@ -113,6 +114,18 @@ function endpointsCell (s: ServicePortStatus): string {
 }
 
 /** kubectl's layout: left-aligned columns, three spaces apart, no trailing spaces. */
+/**
+ * An endpoint's health in a word or two (docs/health.md): `ejected (12s left, 2 ejections)`,
+ * `check-down`, `check-pending`, `3 fails in a row`, or `ok`. Older daemons send none of it: `-`.
+ */
+export function healthCell (e: EndpointStatus, now: number): string {
+  if (e.ejected === undefined) return '-'
+  if (e.ejected) return `ejected (${Math.max(0, Math.ceil((e.ejectedUntil - now) / 1000))}s left, ${e.ejections} ejection${e.ejections === 1 ? '' : 's'})`
+  if (e.check === 'down' || e.check === 'pending') return `check-${e.check}${e.eligible ? ' (kept: none passes)' : ''}`
+  if (e.consecutiveFailures > 0) return `${e.consecutiveFailures} fail${e.consecutiveFailures === 1 ? '' : 's'} in a row`
+  return e.check === 'up' ? 'ok (check up)' : 'ok'
+}
+
 function table (head: string[], rows: string[][]): string[] {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const line = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd((w[i] ?? 0) + 3))).join('')

@@ -7,7 +7,7 @@ import type { ServiceProxy } from '../api/service-proxy.js'
 import { parseRef } from '../table/refs.js'
 import type { SourceHealth } from '../sources/health.js'
 import { DEFAULT_SYNC_PERIOD_MS, watchRedis } from '../sources/redis/source.js'
-import { parseRedisUrl, redactUrl } from '../store/connect.js'
+import { parseRedisUrl, redactUrl, type RedisTlsFiles, redisTlsOptions } from '../store/connect.js'
 import { DEFAULT_PREFIX } from '../store/schema.js'
 import { RedisStore, type StoreWriteResult } from '../store/store.js'
 import { parseDuration } from '../util/duration.js'
@@ -25,6 +25,13 @@ export function redisUrlOf (values: FlagValues, env: NodeJS.ProcessEnv = process
   return url
 }
 
+/** --redis-ca-file, --redis-cert-file, --redis-key-file: read and checked before anything connects. */
+export function redisTlsOf (values: FlagValues, url = redisUrlOf(values)): RedisTlsFiles {
+  const files: RedisTlsFiles = { caFile: str(values, 'redis-ca-file'), certFile: str(values, 'redis-cert-file'), keyFile: str(values, 'redis-key-file') }
+  if (url !== undefined) redisTlsOptions(url, files)
+  return files
+}
+
 function openStore (values: FlagValues): RedisStore {
   const url = redisUrlOf(values)
   if (url === undefined) throw new ConfigError('--redis URL (or REDIS_URL) is required')
@@ -34,6 +41,7 @@ function openStore (values: FlagValues): RedisStore {
     serviceClusterIPRange: str(values, 'service-cluster-ip-range'),
     serviceNodePortRange: str(values, 'service-node-port-range'),
     failFast: true,
+    tls: redisTlsOf(values),
   })
 }
 
@@ -171,6 +179,7 @@ export async function startRedisSource (url: string, proxy: ServiceProxy, values
     prefix: str(values, 'redis-key-prefix') ?? DEFAULT_PREFIX,
     syncPeriodMs: period === undefined ? DEFAULT_SYNC_PERIOD_MS : parseDuration(period, '--sync-period'),
     stateFile: str(values, 'state-file'),
+    tls: redisTlsOf(values),
   })
   return {
     describe: redactUrl(url),

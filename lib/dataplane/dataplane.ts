@@ -5,6 +5,7 @@ import type { ServicePortState, Table } from '../table/table.js'
 import { SliceClock } from '../util/slices.js'
 import { type DataPlaneContext, type Frontend, type FrontendSpec, frontendKey } from '../frontend/contract.js'
 import { HealthCheckFrontend } from './health-check.js'
+import { syncEndpointHealth } from './endpoint-checks.js'
 import { FD_PROBE_INTERVAL_MS, IdleSweeper, probeDescriptors } from '../frontend/limits.js'
 import { ServicePortRuntime } from '../frontend/runtime.js'
 import { TcpFrontend } from '../tcp/frontend.js'
@@ -231,6 +232,9 @@ export class DataPlane {
         }
       }
       for (const spec of this.frontendSpecs(st)) if (!wanted.has(spec.key)) wanted.set(spec.key, spec)
+      if (rt.servingChanged) emitEndpointsChanged(ctx.events, rt)
+      syncEndpointHealth(rt, ctx) // outlier settings, active checks (endpoint-checks.ts)
+      rt.faults = ctx.faultsFor?.(rt) ?? null // toxics survive a re-created runtime (api/faults.ts)
     }
 
     const oldKeys = this.frontendsBySvc.get(svcKey) ?? new Set<string>()
@@ -371,6 +375,7 @@ export class DataPlane {
     const all = [...this.frontends.values(), ...this.retired]
     for (const fe of all) fe.close(true)
     const deadline = Date.now() + 2000
+    for (const rt of this.runtimes.values()) rt.close() // ejection timers, health checks
     // Handles close in the loop's next close phase: a few turns first (a harness closes in µs, not 5 ms), then a coarse poll.
     for (let turn = 0; all.some((fe) => fe.openCount() > 0 || !fe.isClosed()) && Date.now() < deadline; turn++) {
       await new Promise((resolve) => { if (turn < 20) setImmediate(resolve); else setTimeout(resolve, 5) })

@@ -7,6 +7,8 @@ import { LOAD_BALANCER_ANNOTATION, maxConnectionsOf } from '../model/annotations
 import { isLocalAddress } from '../model/ip.js'
 import { selfLoopOf } from '../model/self-loop.js'
 import { Histogram } from '../util/histogram.js'
+import type { FaultCounts, FaultSet } from '../faults/fault-set.js'
+import { eligible, type EndpointHealth } from './endpoint-health.js'
 
 /**
  * The live side of one service port: its balancer, its endpoints (Backend objects kept
@@ -22,9 +24,21 @@ export class ServicePortRuntime {
   portLabel: string
   state: ServicePortState
   readonly balancer: Balancer
-  /** Endpoints on this node (traffic policy Local). */
+  /** Endpoints on this node (traffic policy Local) that take new connections. */
   localEndpoints: Backend[] = []
-  private readonly byKey = new Map<string, Backend>()
+  /** Every endpoint of the set, ejected or failing a check included; balancer.endpoints holds the eligible ones (refilter). */
+  endpoints: Backend[] = []
+  private localAll: Backend[] = []
+  /** Every Backend of the port by key (the cluster set and this node's serving-and-terminating ones). */
+  readonly byKey = new Map<string, Backend>()
+  /** Outlier detection: dial failures in a row that eject an endpoint (read on the data path); Infinity when off. */
+  ejectAfter = Infinity
+  /** Outlier ejection and active checks (frontend/endpoint-health.ts), set up by the data plane. */
+  health: EndpointHealth | null = null
+  /** Ejections since start (svcproxy_endpoint_ejections_total); active checks that passed and failed. */
+  ejectionsTotal = 0
+  checksPassed = 0
+  checksFailed = 0
   private readonly hostname: string
 
   accepted = 0
@@ -57,6 +71,12 @@ export class ServicePortRuntime {
   endpointsChangedAt = 0
 
   constructor (state: ServicePortState, defaultAlgorithm: Algorithm, hostname: string) {
+  /** Toxics on this port (api/faults.ts builds it); null = none: the only check the data path makes. */
+  faults: FaultSet | null = null
+  /** What toxics did here, by type (svcproxy_fault_*_total); created with the first set. */
+  faultCounts: FaultCounts | null = null
+  /** The last update() changed the set (the data plane emits 'endpoints' then, when observed). */
+  servingChanged = false
     this.id = state.id
     this.namespace = state.service.namespace
     this.service = state.service.name
@@ -114,14 +134,33 @@ export class ServicePortRuntime {
         gone.push(b)
       }
     }
-    this.balancer.setEndpoints(next, local)
-    this.localEndpoints = local
-    if (changed || gone.length > 0 || this.endpointsChangedAt === 0) this.endpointsChangedAt = Date.now()
+    this.endpoints = next
+    this.localAll = local
+    this.refilter()
+    this.servingChanged = changed || gone.length > 0 || this.endpointsChangedAt === 0
+    if (this.servingChanged) this.endpointsChangedAt = Date.now()
     return gone
   }
 }
 
 /** Seconds: 0.5 ms to ~4 s (the dial ladder gives up after 3.75 s). */
+
+  /**
+   * Gives the balancer the endpoints that take new connections (not ejected, not failing a
+   * check; never none while there are any: endpoint-health.ts eligible). True when its set changed.
+   */
+  refilter (): boolean {
+    const local = eligible(this.localAll)
+    const changed = this.balancer.setEndpoints(eligible(this.endpoints), local)
+    this.localEndpoints = local
+    return changed
+  }
+
+  /** The runtime is gone: stops its ejection timer and active checks. */
+  close (): void {
+    this.health?.close()
+    this.health = null
+  }
 export const DIAL_DURATION_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4]
 /** Seconds: 1 ms to an hour. */
 export const CONNECTION_DURATION_BUCKETS: readonly number[] = [0.001, 0.01, 0.1, 1, 10, 60, 300, 1800, 3600]

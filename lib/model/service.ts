@@ -1,5 +1,6 @@
 import { MAX_CONNECTIONS_ANNOTATION, MAX_CONNECTIONS_LIMIT, SOURCE_RANGES_ANNOTATION, validMaxConnections } from './annotations.js'
 import { type AddressUse, isCIDR, isIP, refusedAddress } from './ip.js'
+import { healthAnnotationIssues } from './endpoint-health.js'
 import { readMeta } from './metadata.js'
 import { DNS1123_LABEL_HINT, DNS1123_SUBDOMAIN_HINT, IANA_SVC_NAME_HINT, isDNS1123Label, isDNS1123Subdomain, isIANASvcName } from './names.js'
 import { type Ctx, type Raw, at, describe, field, isPortNumber, isRecord } from './reader.js'
@@ -82,6 +83,9 @@ export function parseService (ctx: Ctx, raw: Raw): Service | undefined {
   if (maxConn !== undefined && !validMaxConnections(maxConn)) {
     ctx.issue(`metadata.annotations["${MAX_CONNECTIONS_ANNOTATION}"]`, `expected an integer 0-${MAX_CONNECTIONS_LIMIT} (0: no limit), got ${describe(maxConn)}`)
   }
+  const ppIssue = proxyProtocolIssue(meta.annotations, ports.map((p) => p.protocol))
+  if (ppIssue !== '') ctx.issue(`metadata.annotations["${PROXY_PROTOCOL_ANNOTATION}"]`, `expected ${ppIssue}, got ${describe(meta.annotations[PROXY_PROTOCOL_ANNOTATION])}`)
+  for (const [name, expected] of healthAnnotationIssues(meta.annotations)) ctx.issue(`metadata.annotations["${name}"]`, `expected ${expected}, got ${describe(meta.annotations[name])}`)
 
   const service: Service = {
     kind: 'Service',

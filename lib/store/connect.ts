@@ -1,8 +1,21 @@
 // Where the store is: one URL names a standalone server, a Sentinel group or a Cluster, the
 // three topologies ioredis supports. Everything that prints a URL goes through redactUrl.
 
+import { readFileSync } from 'node:fs'
+import type { ConnectionOptions } from 'node:tls'
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
 import { ConfigError } from '../errors.js'
+
+/**
+ * PEM files for a rediss:// store (--redis-ca-file, --redis-cert-file, --redis-key-file): the CA
+ * that signed the server's certificate (else Node's own roots), and a client certificate with its
+ * key for a server with `tls-auth-clients yes`.
+ */
+export interface RedisTlsFiles {
+  caFile?: string
+  certFile?: string
+  keyFile?: string
+}
 
 /** The client type the store and the source use; both classes share the command API. */
 export type RedisClient = Redis | Cluster
@@ -22,6 +35,8 @@ export interface ConnectOptions {
    * would simply wait. Data flowing resets the clock, so a long reply is never cut.
    */
   timeoutMs?: number
+  /** Certificates for rediss:// (ignored for redis://, which redisTlsOptions refuses up front). */
+  tls?: RedisTlsFiles
 }
 
 export interface ParsedRedisUrl {
@@ -101,7 +116,7 @@ export function createClient (url: string, opts: ConnectOptions = {}): RedisClie
     retryStrategy: (n: number) => (opts.failFast === true && n > 2 ? null : backoffMs(n)),
     ...(p.username !== '' ? { username: p.username } : {}),
     ...(p.password !== '' ? { password: p.password } : {}),
-    ...(p.tls ? { tls: {} } : {}),
+    ...(p.tls ? { tls: redisTlsOptions(url, opts.tls) } : {}),
   }
   let client: RedisClient
   if (p.mode === 'cluster') {
@@ -111,13 +126,52 @@ export function createClient (url: string, opts: ConnectOptions = {}): RedisClie
       clusterRetryStrategy: (n: number) => (opts.failFast === true && n > 2 ? null : backoffMs(n)),
     })
   } else if (p.mode === 'sentinel') {
-    client = new Redis({ ...common, sentinels: p.hosts, name: p.name, db: p.db, ...(p.password !== '' ? { sentinelPassword: p.password } : {}) })
+    client = new Redis({ ...common, sentinels: p.hosts, name: p.name, db: p.db, ...(p.password !== '' ? { sentinelPassword: p.password } : {}), ...(p.tls ? { enableTLSForSentinelMode: true, sentinelTLS: common.tls } : {}) })
   } else {
     client = new Redis(url, common)
   }
   // ioredis prints "Unhandled error event" without a listener; callers attach their own logging too.
-  client.on('error', () => {})
+  // This listener runs first: it words TLS failures that arrive as a bare reset or timeout.
+  if (p.tls) {
+    let handshook = false
+    client.on('ready', () => { handshook = true })
+    client.on('error', (err: Error) => { if (!handshook) hintTls(err, (opts.tls?.certFile ?? '') !== '') })
+  } else {
+    client.on('error', () => {})
+  }
   return client
+}
+
+const TLS_FLAGS = { caFile: '--redis-ca-file', certFile: '--redis-cert-file', keyFile: '--redis-key-file' } as const
+
+/**
+ * The TLS options for `url` from the PEM files, read now so a wrong path fails at start, naming
+ * the flag. Undefined for a redis:// URL without files; files with a redis:// URL are refused
+ * (they would be silently unused), as is a certificate without its key.
+ */
+export function redisTlsOptions (url: string, files: RedisTlsFiles = {}): ConnectionOptions | undefined {
+  const given = (Object.keys(TLS_FLAGS) as Array<keyof RedisTlsFiles>).filter((k) => files[k] !== undefined && files[k] !== '')
+  if (!parseRedisUrl(url).tls) {
+    if (given.length > 0) throw new ConfigError(`${TLS_FLAGS[given[0] as keyof RedisTlsFiles]} needs a TLS store URL (rediss://, rediss+sentinel://, rediss+cluster://), got "${redactUrl(url)}"`)
+    return undefined
+  }
+  if ((files.certFile ?? '') !== '' && (files.keyFile ?? '') === '') throw new ConfigError('--redis-cert-file needs --redis-key-file (the client certificate\'s private key)')
+  if ((files.keyFile ?? '') !== '' && (files.certFile ?? '') === '') throw new ConfigError('--redis-key-file needs --redis-cert-file (the client certificate)')
+  const out: ConnectionOptions = {}
+  for (const k of given) {
+    const path = files[k] as string
+    let pem: Buffer
+    try {
+      pem = readFileSync(path)
+    } catch (err) {
+      throw new ConfigError(`${TLS_FLAGS[k]}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+    if (!pem.includes('-----BEGIN ')) throw new ConfigError(`${TLS_FLAGS[k]}: ${path} holds no PEM block (expected -----BEGIN ...)`)
+    if (k === 'caFile') out.ca = pem
+    else if (k === 'certFile') out.cert = pem
+    else out.key = pem
+  }
+  return out
 }
 
 /** Resolves once the client is ready, false after `timeoutMs` (or when it gave up for good). */
@@ -173,6 +227,8 @@ export function isServerRefusal (err: unknown): boolean {
  * enableOfflineQueue options is false"); an operator needs what the store did.
  */
 export function describeStoreError (err: unknown): string {
+  const hint = (err as { svcproxyHint?: unknown } | null)?.svcproxyHint
+  if (typeof hint === 'string') return hint
   const msg = messageOf(err)
   const code = (err as { code?: unknown } | null)?.code
   const has = (c: string): boolean => code === c || msg.includes(c)
@@ -184,6 +240,9 @@ export function describeStoreError (err: unknown): string {
   if (has('ETIMEDOUT')) return 'connection attempt timed out'
   if (has('EHOSTUNREACH') || has('ENETUNREACH')) return 'host unreachable'
   if (has('ECONNRESET') || has('EPIPE')) return 'connection reset by the server'
+  const tls = describeTlsError(msg, code)
+  if (tls !== '') return tls
+  if (/^NOPERM/.test(msg)) return `the user lacks an ACL permission: ${msg.replace(/^NOPERM\s*/, '')} (grant it with ACL SETUSER)`
   if (/^NOAUTH/.test(msg)) return 'the server requires a password (redis://:PASSWORD@HOST)'
   if (/^WRONGPASS|invalid password|invalid username-password/i.test(msg)) return 'wrong user name or password'
   if (/^LOADING/.test(msg)) return 'the server is still loading its data'
@@ -192,6 +251,38 @@ export function describeStoreError (err: unknown): string {
   if (isNotConnected(err)) return 'not connected'
   // A server's own error text ("BUSY Redis is busy running a script", "READONLY ...") is kept.
   return msg.replace(/ script: [0-9a-f]{40}, on @user_script:\d+\.?$/, '')
+}
+
+/**
+ * A TLS 1.3 server that refuses the client's certificate (or wants one) closes the connection
+ * after the handshake: the client sees ECONNRESET on its first write. A rediss:// client at a
+ * plain port waits for a handshake that never comes. Both get words (read by describeStoreError).
+ */
+function hintTls (err: Error, hasCert: boolean): void {
+  const code = (err as NodeJS.ErrnoException).code
+  const tagged = err as Error & { svcproxyHint?: string }
+  if (code === 'ECONNRESET' || code === 'EPIPE') {
+    tagged.svcproxyHint = hasCert
+      ? 'TLS: the server reset the connection after the handshake: it refused the client certificate (is it signed by a CA in the server\'s tls-ca-cert-file?)'
+      : 'TLS: the server reset the connection after the handshake: it requires a client certificate: give --redis-cert-file and --redis-key-file'
+  } else if (code === 'ETIMEDOUT') {
+    tagged.svcproxyHint = 'connection attempt timed out: no TLS handshake (if this port is plain Redis, use redis://)'
+  }
+}
+
+const UNTRUSTED = ['SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_UNTRUSTED']
+
+/** A TLS failure in words with what to do; '' when `msg` is not one. */
+function describeTlsError (msg: string, code: unknown): string {
+  const has = (c: string): boolean => code === c || msg.includes(c) || msg.toLowerCase().includes(c.toLowerCase().replace(/_/g, ' '))
+  const untrusted = UNTRUSTED.find(has)
+  if (untrusted !== undefined) return `TLS: the server's certificate is not trusted (${untrusted}): give the CA that signed it with --redis-ca-file`
+  if (has('CERT_HAS_EXPIRED')) return 'TLS: the server\'s certificate has expired'
+  if (has('ERR_TLS_CERT_ALTNAME_INVALID')) return `TLS: the server's certificate does not name the host in the URL (${msg.replace(/^.*?: /, '')})`
+  if (/certificate required|alert number 116|peer did not return a certificate/i.test(msg)) return 'TLS: the server requires a client certificate: give --redis-cert-file and --redis-key-file'
+  if (/unknown ca|alert number 48|bad certificate|alert number 42/i.test(msg)) return 'TLS: the server refused the client certificate (not signed by a CA it trusts)'
+  if (/wrong version number|packet length too long|unexpected eof while reading|EPROTO/i.test(msg)) return 'TLS handshake failed: the server does not speak TLS on this port (use redis:// for a plain port)'
+  return ''
 }
 
 function messageOf (err: unknown): string {

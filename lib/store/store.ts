@@ -8,7 +8,7 @@ import { parseDocument, readDocumentFile } from '../model/document.js'
 import { type KubeObject, objectKey } from '../model/types.js'
 import { type ObjectRef, parseRef } from '../table/refs.js'
 import { Table } from '../table/table.js'
-import { type RedisClient, closeClient, createClient, describeStoreError, isNotConnected, isServerRefusal, redactUrl } from './connect.js'
+import { type RedisClient, type RedisTlsFiles, closeClient, createClient, describeStoreError, isNotConnected, isServerRefusal, redactUrl } from './connect.js'
 import { decodeRecord, recordsOf, withAllocations } from './records.js'
 import { COMMIT_SCRIPT, DEFAULT_FEED_MAX_LEN, DEFAULT_PREFIX, LIST_SCRIPT, READ_FOR_WRITE_SCRIPT, type FeedOp, type StoreKeys, corruptKeys, parseRevision, storeKeys } from './schema.js'
 
@@ -31,6 +31,8 @@ export interface StoreOptions {
    * instead of waiting; the next call reconnects. false: reconnect in the background forever.
    */
   failFast?: boolean
+  /** PEM files for a rediss:// store (connect.ts). Ignored when `client` is given. */
+  tls?: RedisTlsFiles
 }
 
 export type ChangeAction = 'created' | 'configured' | 'unchanged' | 'deleted' | 'not found'
@@ -85,7 +87,7 @@ export class RedisStore {
       this.owned = false
     } else {
       if (opts.url === undefined) throw new StoreError('SVCPROXY_STORE_UNAVAILABLE', 'no Redis URL given (--redis or REDIS_URL)')
-      this.client = createClient(opts.url, { connectionName: 'svcproxy-writer', failFast: opts.failFast ?? true })
+      this.client = createClient(opts.url, { connectionName: 'svcproxy-writer', failFast: opts.failFast ?? true, tls: opts.tls })
       this.owned = true
     }
     this.client.on('error', (err: Error) => { this.lastConnError = describeStoreError(err) })

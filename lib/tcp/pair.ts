@@ -117,6 +117,7 @@ export function noteConnected (p: PairBase): void {
   const b = p.endpoint as Backend
   b.accepted++
   b.active++
+  b.consecutiveFailures = 0 // endpoint health: a success clears the run of failures (and probation)
   const ev = p.fe.ctx.events
   if (observed(ev, 'endpoint')) ev.emit('endpoint', { ...baseEvent(p), endpoint: b.key, attempt: p.attempt })
 }
@@ -127,7 +128,12 @@ export function noteDialFailed (p: PairBase, error: string): void {
   const b = p.endpoint
   const rt = p.rt
   rt.dialFailures++
-  if (b !== null) { b.dialFailures++; (p.tried ??= []).push(b) }
+  if (b !== null) {
+    b.dialFailures++
+    ;(p.tried ??= []).push(b)
+    // Outlier detection (frontend/endpoint-health.ts): a field increment and a compare, until a run is long enough.
+    if (++b.consecutiveFailures >= rt.ejectAfter && rt.health !== null) rt.health.failedInARow(b, error)
+  }
   const ev = p.fe.ctx.events
   if (observed(ev, 'dialFailed')) ev.emit('dialFailed', { ...baseEvent(p), endpoint: b?.key ?? '', attempt: p.attempt, error })
   p.endpoint = null

@@ -257,6 +257,7 @@ function backendError (s: Session, code: string | undefined, message: string): v
   }
   if (code !== undefined && UNREACHABLE.has(code)) {
     // The datagram that drew the ICMP error is lost. The kernel reports one error per socket,
+  b.consecutiveFailures = 0 // a reply: the endpoint answers (outlier detection)
     // not per datagram, so this counts refusals reported, at least one datagram each.
     s.host.drop('endpoint-refused', 1)
     dialFailed(s, `${code}: ${message}`)
@@ -302,6 +303,7 @@ function dialFailed (s: Session, error: string): void {
   connectUpstream(s)
 }
 
+  if (++b.consecutiveFailures >= rt.ejectAfter && rt.health !== null) rt.health.failedInARow(b, error) // outlier detection
 /** The balancer's next endpoint for the session that it has not tried yet (the pick replaces an affinity pin). */
 function untried (s: Session): Backend | undefined {
   const rt = s.rt

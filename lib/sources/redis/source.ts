@@ -70,9 +70,9 @@ class RedisFollower implements RedisSource {
     this.where = redactUrl(opts.url)
     this.syncPeriodMs = opts.syncPeriodMs ?? DEFAULT_SYNC_PERIOD_MS
     this.deadlineMs = storeDeadlineMs(this.syncPeriodMs)
-    this.cmd = createClient(opts.url, { connectionName: 'svcproxy-list', timeoutMs: this.deadlineMs })
+    this.cmd = createClient(opts.url, { connectionName: 'svcproxy-list', timeoutMs: this.deadlineMs, tls: opts.tls })
     // The watch blocks blockMs by design before its (empty) answer.
-    this.blk = createClient(opts.url, { connectionName: 'svcproxy-watch', timeoutMs: (opts.blockMs ?? 1000) + this.deadlineMs })
+    this.blk = createClient(opts.url, { connectionName: 'svcproxy-watch', timeoutMs: (opts.blockMs ?? 1000) + this.deadlineMs, tls: opts.tls })
     this.sync = new StoreSync({
       proxy,
       cmd: this.cmd,

@@ -1,3 +1,4 @@
+import type { RedisTlsFiles } from '../../store/connect.js'
 // The Redis source's public types (exported from lib/index.ts), apart from the code so that the
 // source and its sync code can both name them without importing each other.
 
@@ -19,6 +20,8 @@ export interface RedisSourceOptions {
   batch?: number
   /** How long watchRedis() waits for the first list before resolving anyway (Redis down), default 5s. */
   startTimeoutMs?: number
+  /** PEM files for a rediss:// store: CA, client certificate and key (--redis-ca-file, --redis-cert-file, --redis-key-file). */
+  tls?: RedisTlsFiles
   /** Called after each applied list or revision, in order (tests and benches use it). */
   onApplied?: (e: AppliedEvent) => void
 }
