@@ -10,6 +10,8 @@ export const DEFAULTS = {
   serviceNodePortRange: '30000-32767',
   /** --load-balancer. */
   loadBalancer: 'round-robin',
+  /** --proxy-protocol: no PROXY protocol header unless a service's annotation asks for one. */
+  proxyProtocol: 'none',
   /** --engine. */
   engine: 'uv',
   /** --bind-address: where NodePorts listen without --nodeport-addresses. */
@@ -44,8 +46,6 @@ export const DEFAULTS = {
   waitForTimeoutMs: 10_000,
   /** proxy.events() without { bufferSize }, library only: events held for a slow consumer before it fails loudly. */
   eventsBufferSize: 10_000,
-  /** demo --port. */
-  demoPort: 8080,
   /** --outlier-consecutive-failures: dial failures in a row that eject an endpoint (Envoy's default); 0 = outlier ejection off. */
   outlierConsecutiveFailures: 5,
   /** --outlier-base-ejection-time: ejection time = this × times ejected (Envoy's base_ejection_time). */
@@ -54,4 +54,6 @@ export const DEFAULTS = {
   outlierMaxEjectionTimeMs: 300_000,
   /** --outlier-max-ejection-percent: most of a port's endpoints ejected at once (at least one may be, never all). */
   outlierMaxEjectionPercent: 50,
+  /** demo --port. */
+  demoPort: 8080,
 } as const

@@ -19,6 +19,7 @@ const bad: Array<[string, Record<string, unknown>]> = [
   ['outlierMaxEjectionTimeMs', { outlierMaxEjectionTimeMs: Number.NaN }],
   ['outlierMaxEjectionPercent', { outlierMaxEjectionPercent: 101 }],
   ['engine', { engine: 'fast' }],
+  ['proxyProtocol', { proxyProtocol: 'v3' }],
   ['loadBalancer', { loadBalancer: 'least-conn' }],
   ['ephemeralPorts', { ephemeralPorts: 'yes' }],
   ['pooledReads', { pooledReads: 1 }],
@@ -52,6 +53,7 @@ t.test('the defaults are the documented ones', async (t) => {
   t.equal(p.dataplane.ctx.udpMaxSessions, DEFAULTS.udpMaxSessions)
   t.equal(p.dataplane.ctx.tcpIdleTimeoutMs, DEFAULTS.tcpIdleTimeoutMs)
   t.equal(p.limits.max, DEFAULTS.maxConnections)
+  t.equal(p.dataplane.ctx.proxyProtocol, DEFAULTS.proxyProtocol)
 })
 
 t.test('the CLI flags default to DEFAULTS', async (t) => {
@@ -60,18 +62,19 @@ t.test('the CLI flags default to DEFAULTS', async (t) => {
     'service-node-port-range': 'serviceNodePortRange',
     'load-balancer': 'loadBalancer',
     engine: 'engine',
+    'proxy-protocol': 'proxyProtocol',
     'bind-address': 'bindAddress',
     'udp-timeout': 'udpTimeoutMs',
     'udp-max-sessions': 'udpMaxSessions',
     'max-connections': 'maxConnections',
     'tcp-idle-timeout': 'tcpIdleTimeoutMs',
-    'shutdown-grace': 'shutdownGraceMs',
-    'log-level': 'logLevel',
-    'healthz-bind-address': 'healthzBindAddress',
     'outlier-consecutive-failures': 'outlierConsecutiveFailures',
     'outlier-base-ejection-time': 'outlierBaseEjectionTimeMs',
     'outlier-max-ejection-time': 'outlierMaxEjectionTimeMs',
     'outlier-max-ejection-percent': 'outlierMaxEjectionPercent',
+    'shutdown-grace': 'shutdownGraceMs',
+    'log-level': 'logLevel',
+    'healthz-bind-address': 'healthzBindAddress',
     'metrics-bind-address': 'metricsBindAddress',
     'healthz-max-loop-delay': 'healthzMaxLoopDelayMs',
     'redis-key-prefix': 'redisKeyPrefix',

@@ -28,7 +28,7 @@ const endpoint = {
 const servicePort = {
   type: 'object',
   properties: {
-    id: str, namespace: str, name: str, port: str, protocol: str, clusterIP: str, type: str, algorithm: str, sessionAffinity: str,
+    id: str, namespace: str, name: str, port: str, protocol: str, clusterIP: str, type: str, algorithm: str, sessionAffinity: str, proxyProtocol: str,
     frontends: { type: 'array', items: frontend },
     endpoints: { type: 'array', items: endpoint },
     active: int, accepted: int, dialFailures: int, bytesUp: int, bytesDown: int,

@@ -27,7 +27,7 @@ export interface StatsEndpoint extends EndpointStatus, Rate {
   udpDatagramsDown: number
 }
 
-export interface StatsServicePort extends Omit<ServicePortStatus, 'endpoints'>, Rate {
+export interface StatsServicePort extends Omit<ServicePortStatus, 'endpoints' | 'faults'>, Rate {
   state: ServicePortState
   /** UDP sessions open (also counted in `active`, as /v1/services counts them). */
   udpSessions: number
@@ -128,6 +128,7 @@ export function buildStats (proxy: ServiceProxy, health: SourceHealth, rates: Ra
       type: sp.type,
       algorithm: sp.algorithm,
       sessionAffinity: sp.sessionAffinity,
+      proxyProtocol: sp.proxyProtocol,
       state: portState(sp.frontends, endpoints),
       frontends: sp.frontends,
       endpoints,

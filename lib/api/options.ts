@@ -4,7 +4,7 @@ import { ALGORITHMS, type Algorithm } from '../balancer/balancer.js'
 import { DEFAULTS } from '../defaults.js'
 import { ConfigError } from '../errors.js'
 import type { Engine } from '../internals/uv-tcp.js'
-import { MAX_CONNECTIONS_LIMIT } from '../model/annotations.js'
+import { MAX_CONNECTIONS_LIMIT, PROXY_PROTOCOL_MODES, type ProxyProtocolMode } from '../model/annotations.js'
 import { isIP } from '../model/ip.js'
 import { MAX_CONSECUTIVE_FAILURES, MAX_EJECTION_MS } from '../model/endpoint-health.js'
 

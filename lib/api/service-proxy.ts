@@ -8,9 +8,13 @@ import { parseObjects } from '../model/document.js'
 import type { KubeObject, ObjectKind } from '../model/types.js'
 import { type ProxyOptions, resolveOptions } from './options.js'
 import { SyncStats } from './sync-stats.js'
+import { FaultRegistry } from './faults.js'
+import type { ScopedToxic } from '../faults/toxic.js'
 import { DataPlane } from '../dataplane/dataplane.js'
 import type { ProxyEventMap } from '../frontend/events.js'
 import type { FrontendKind, FrontendState } from '../frontend/contract.js'
+import { effectiveMode } from '../frontend/proxy-protocol.js'
+import { type ProxyProtocolMode, proxyProtocolOf } from '../model/annotations.js'
 import { ConnectionLimits } from '../frontend/limits.js'
 import { type Engine, engineFor } from '../internals/uv-tcp.js'
 import { cidrContains, parseCidr } from '../model/ip.js'
@@ -18,6 +22,8 @@ import { type ObjectRef, parseRef } from '../table/refs.js'
 import { Table } from '../table/table.js'
 import { VipInterface } from '../host/vip-interface.js'
 import { seededRandom } from '../util/random.js'
+import { EventWaiters, type EventsOptions, type ProxyEvent, type WaitForOptions } from './wait-for.js'
+import { type ExplainOptions, type Explanation, explain } from './explain.js'
 
 export interface ApplyResult {
   /** Table revision after the write. */
@@ -53,12 +59,6 @@ export interface EndpointStatus {
   dialFailures: number
   bytesUp: number
   bytesDown: number
-}
-
-export interface ServicePortStatus {
-  id: string
-  namespace: string
-  name: string
   /** Takes new connections: not ejected, and its active check (if any) passes (docs/health.md). */
   eligible: boolean
   /** Outlier ejection: out until `ejectedUntil` (ms since epoch, 0 when not ejected); `ejections` in all; dial failures in a row now. */
@@ -68,12 +68,20 @@ export interface ServicePortStatus {
   consecutiveFailures: number
   /** Active health check: 'none' (the service asks for none), 'pending', 'up' or 'down'. */
   check: 'none' | 'pending' | 'up' | 'down'
+}
+
+export interface ServicePortStatus {
+  id: string
+  namespace: string
+  name: string
   port: string
   protocol: 'TCP' | 'UDP'
   clusterIP: string
   type: string
   algorithm: Algorithm
   sessionAffinity: 'None' | 'ClientIP'
+  /** The PROXY protocol header its endpoints get (annotation svcproxy.io/proxy-protocol, else --proxy-protocol; UDP: v2 or none). */
+  proxyProtocol: ProxyProtocolMode
   frontends: FrontendStatus[]
   endpoints: EndpointStatus[]
   active: number
@@ -81,6 +89,8 @@ export interface ServicePortStatus {
   dialFailures: number
   bytesUp: number
   bytesDown: number
+  /** Toxics on this port (proxy.faults): the service's, the port's and its endpoints'. */
+  faults: ScopedToxic[]
 }
 
 /**
@@ -98,6 +108,8 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
   readonly limits: ConnectionLimits
   /** The TCP engine in use (the one asked for, unless this Node lacks what 'uv' needs). */
   readonly engine: Engine
+  /** Faults ("toxics") on services, ports and endpoints (api/faults.ts). */
+  readonly faults: FaultRegistry = new FaultRegistry(() => this.dataplane.runtimes.values())
   /** --vip-interface, once open (null when off). */
   vips: VipInterface | null = null
   private queue: Promise<unknown>
@@ -142,7 +154,10 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
         engine: this.engine,
         limits: this.limits,
         tcpIdleTimeoutMs: opts.tcpIdleTimeoutMs,
+        outlier: { consecutiveFailures: opts.outlierConsecutiveFailures, baseEjectionMs: opts.outlierBaseEjectionTimeMs, maxEjectionMs: Math.max(opts.outlierBaseEjectionTimeMs, opts.outlierMaxEjectionTimeMs), maxEjectionPercent: opts.outlierMaxEjectionPercent },
+        proxyProtocol: opts.proxyProtocol,
         nextConnectionId: () => ++self.connectionIds,
+        faultsFor: (rt) => self.faults.forPort(rt),
         random: opts.seed === null ? Math.random : seededRandom(opts.seed),
       },
     })
@@ -154,8 +169,6 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
   }
 
   private async openVips (name: string): Promise<void> {
-        outlier: { consecutiveFailures: opts.outlierConsecutiveFailures, baseEjectionMs: opts.outlierBaseEjectionTimeMs, maxEjectionMs: Math.max(opts.outlierBaseEjectionTimeMs, opts.outlierMaxEjectionTimeMs), maxEjectionPercent: opts.outlierMaxEjectionPercent },
-        proxyProtocol: opts.proxyProtocol,
     const v = await VipInterface.open(name, this.logger)
     this.vips = v
     this.dataplane.vips = v
@@ -252,6 +265,7 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
         type: st.service.type,
         algorithm: rt?.balancer.algorithm ?? 'round-robin',
         sessionAffinity: st.service.sessionAffinity,
+        proxyProtocol: effectiveMode(proxyProtocolOf(st.service.annotations), this.dataplane.ctx.proxyProtocol, st.port.protocol),
         frontends: byRt.get(st.id) ?? [],
         endpoints: eps.map((b) => ({ endpoint: b.key, nodeName: b.nodeName, ready: b.ready, active: b.active, accepted: b.accepted, dialFailures: b.dialFailures, bytesUp: b.bytesUp, bytesDown: b.bytesDown, eligible: rt?.balancer.endpoints.includes(b) ?? true, ejected: b.ejected, ejectedUntil: b.ejectedUntil, ejections: b.ejectionsTotal, consecutiveFailures: b.consecutiveFailures, check: b.check })),
         active: rt === undefined ? 0 : rt.active + rt.udpSessionsActive,
@@ -259,6 +273,7 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
         dialFailures: rt?.dialFailures ?? 0,
         bytesUp: rt?.bytesUp ?? 0,
         bytesDown: rt?.bytesDown ?? 0,
+        faults: this.faults.forStatus(`${st.service.namespace}/${st.service.name}`, st.port.name, st.port.port),
       }
     })
   }
@@ -282,6 +297,23 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
     this.closed = true
     await this.queue.catch(() => {})
     await this.dataplane.close()
+    this.waiters?.close() // after the last close events: waits reject, iterators end
+  }
+
+  private waiters: EventWaiters | null = null
+  /** The first `name` event `predicate` accepts; rejects with WaitTimeoutError (SVCPROXY_TIMEOUT) naming what was awaited (api/wait-for.ts). */
+  waitFor<K extends keyof ProxyEventMap> (name: K, predicate?: ((e: ProxyEventMap[K][0]) => boolean) | null, opts?: WaitForOptions): Promise<ProxyEventMap[K][0]> {
+    return (this.waiters ??= new EventWaiters(this, this.table)).waitFor(name, predicate, opts)
+  }
+
+  /** `for await (const e of proxy.events({ service }))`: the events as they come, filtered, until `break` or close(). */
+  events (opts?: EventsOptions): AsyncIterableIterator<ProxyEvent> {
+    return (this.waiters ??= new EventWaiters(this, this.table)).events(opts)
+  }
+
+  /** The endpoint the next connection from `clientIP` would get, and why every other would not; moves nothing (api/explain.ts). */
+  explain (service: string, opts: ExplainOptions): Explanation {
+    return explain(this.table, this.dataplane, this.hostname, service, opts)
   }
 
   /** After a table write: re-serve the changed services; resolves once their sockets are ready. */

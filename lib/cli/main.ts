@@ -6,7 +6,7 @@ import { readDocumentFile } from '../model/document.js'
 import { isIP, parseCidr } from '../model/ip.js'
 import { parsePortRange } from '../table/allocator.js'
 import { MAX_UDP_SESSIONS, type ProxyOptions } from '../api/options.js'
-import { MAX_CONNECTIONS_LIMIT } from '../model/annotations.js'
+import { MAX_CONNECTIONS_LIMIT, PROXY_PROTOCOL_MODES, type ProxyProtocolMode } from '../model/annotations.js'
 import { createProxy, type ServiceProxy } from '../api/service-proxy.js'
 import { DEFAULTS } from '../defaults.js'
 import { describeError, type FileSource, watchConfigFile } from '../sources/file.js'
@@ -178,6 +178,8 @@ function proxyOptions (values: FlagValues, logger: Logger): ProxyOptions {
   const npa = str(values, 'nodeport-addresses')
   const engine = str(values, 'engine') ?? DEFAULTS.engine
   if (engine !== 'uv' && engine !== 'node') throw new ConfigError(`--engine: expected uv or node, got "${engine}"`)
+  const pp = str(values, 'proxy-protocol') ?? DEFAULTS.proxyProtocol
+  if (!(PROXY_PROTOCOL_MODES as readonly string[]).includes(pp)) throw new ConfigError(`--proxy-protocol: expected ${PROXY_PROTOCOL_MODES.join(', ')}, got "${pp}"`)
   return {
     engine,
     logger,
@@ -191,12 +193,13 @@ function proxyOptions (values: FlagValues, logger: Logger): ProxyOptions {
     udpMaxSessions: int(values, 'udp-max-sessions', 1, MAX_UDP_SESSIONS),
     maxConnections: int(values, 'max-connections', 0, MAX_CONNECTIONS_LIMIT),
     tcpIdleTimeoutMs: durationFlag(values, 'tcp-idle-timeout', DEFAULTS.tcpIdleTimeoutMs),
-    vipInterface: str(values, 'vip-interface'),
-  }
     outlierConsecutiveFailures: int(values, 'outlier-consecutive-failures', 0, MAX_CONSECUTIVE_FAILURES),
     outlierBaseEjectionTimeMs: durationFlag(values, 'outlier-base-ejection-time', DEFAULTS.outlierBaseEjectionTimeMs),
     outlierMaxEjectionTimeMs: durationFlag(values, 'outlier-max-ejection-time', DEFAULTS.outlierMaxEjectionTimeMs),
     outlierMaxEjectionPercent: int(values, 'outlier-max-ejection-percent', 0, 100),
+    vipInterface: str(values, 'vip-interface'),
+    proxyProtocol: pp as ProxyProtocolMode,
+  }
 }
 
 function durationFlag (values: FlagValues, name: string, dflt: number): number {

@@ -76,7 +76,7 @@ export function renderStatus (doc: ServicesDoc): string[] {
   if (sps.length === 0) return [...lines, 'No service ports.']
   lines.push(...table(
     ['NAMESPACE', 'NAME', 'PORT', 'PROTOCOL', 'TYPE', 'ADDRESSES', 'ENDPOINTS', 'ACTIVE', 'ACCEPTED', 'DIAL-FAILS'],
-    sps.map((s) => [s.namespace, s.name, s.port, s.protocol, s.type, addresses(s.frontends), endpointsCell(s), String(s.active), String(s.accepted), String(s.dialFailures)]),
+    sps.map((s) => [s.namespace, s.name, s.port, protocolCell(s), s.type, addresses(s.frontends), endpointsCell(s), String(s.active), String(s.accepted), String(s.dialFailures)]),
   ))
   const now = Date.now()
   const eps = sps.flatMap((s) => s.endpoints.map((e) => [`${s.namespace}/${s.name}`, s.port, e.endpoint, e.nodeName === '' ? '<none>' : e.nodeName, String(e.ready), healthCell(e, now), String(e.active), String(e.accepted), String(e.dialFailures)]))
@@ -89,6 +89,12 @@ export function renderStatus (doc: ServicesDoc): string[] {
     lines.push(...table(['SERVICE', 'PORT', 'ADDRESS', 'KIND', 'ERROR'], broken))
   }
   return lines
+}
+
+/** `TCP`, or `TCP+proxy-v2` when its endpoints get a PROXY protocol header (docs/proxy-protocol.md). */
+function protocolCell (s: ServicePortStatus): string {
+  const pp = s.proxyProtocol as string | undefined // absent from an older daemon's answer
+  return pp === undefined || pp === 'none' ? s.protocol : `${s.protocol}+proxy-${pp}`
 }
 
 /** One row per frontend that could not bind: service, port, address, kind, error. */
@@ -108,12 +114,6 @@ function addresses (fes: FrontendStatus[]): string {
   }).join(',')
 }
 
-function endpointsCell (s: ServicePortStatus): string {
-  const ready = s.endpoints.filter((e) => e.ready).length
-  return s.endpoints.length === 0 ? '<none>' : `${ready}/${s.endpoints.length}`
-}
-
-/** kubectl's layout: left-aligned columns, three spaces apart, no trailing spaces. */
 /**
  * An endpoint's health in a word or two (docs/health.md): `ejected (12s left, 2 ejections)`,
  * `check-down`, `check-pending`, `3 fails in a row`, or `ok`. Older daemons send none of it: `-`.
@@ -126,6 +126,12 @@ export function healthCell (e: EndpointStatus, now: number): string {
   return e.check === 'up' ? 'ok (check up)' : 'ok'
 }
 
+function endpointsCell (s: ServicePortStatus): string {
+  const ready = s.endpoints.filter((e) => e.ready).length
+  return s.endpoints.length === 0 ? '<none>' : `${ready}/${s.endpoints.length}`
+}
+
+/** kubectl's layout: left-aligned columns, three spaces apart, no trailing spaces. */
 function table (head: string[], rows: string[][]): string[] {
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const line = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd((w[i] ?? 0) + 3))).join('')

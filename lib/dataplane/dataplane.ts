@@ -8,6 +8,7 @@ import { HealthCheckFrontend } from './health-check.js'
 import { syncEndpointHealth } from './endpoint-checks.js'
 import { FD_PROBE_INTERVAL_MS, IdleSweeper, probeDescriptors } from '../frontend/limits.js'
 import { ServicePortRuntime } from '../frontend/runtime.js'
+import { emitEndpointsChanged } from '../frontend/endpoints-event.js'
 import { TcpFrontend } from '../tcp/frontend.js'
 import { UdpFrontend } from '../udp/frontend.js'
 
@@ -231,10 +232,10 @@ export class DataPlane {
           for (const fe of this.frontends.values()) if (fe.rt === rt) fe.endpointsRemoved(keys)
         }
       }
-      for (const spec of this.frontendSpecs(st)) if (!wanted.has(spec.key)) wanted.set(spec.key, spec)
       if (rt.servingChanged) emitEndpointsChanged(ctx.events, rt)
       syncEndpointHealth(rt, ctx) // outlier settings, active checks (endpoint-checks.ts)
       rt.faults = ctx.faultsFor?.(rt) ?? null // toxics survive a re-created runtime (api/faults.ts)
+      for (const spec of this.frontendSpecs(st)) if (!wanted.has(spec.key)) wanted.set(spec.key, spec)
     }
 
     const oldKeys = this.frontendsBySvc.get(svcKey) ?? new Set<string>()
@@ -267,7 +268,7 @@ export class DataPlane {
     if (keptKeys.size > 0) this.frontendsBySvc.set(svcKey, keptKeys)
     else this.frontendsBySvc.delete(svcKey)
 
-    for (const id of oldIds) if (!newIds.has(id)) this.runtimes.delete(id)
+    for (const id of oldIds) if (!newIds.has(id)) { const r = this.runtimes.get(id); r?.close(); if (r !== undefined) emitEndpointsChanged(ctx.events, r, true); this.runtimes.delete(id) }
     if (newIds.size > 0) this.runtimesBySvc.set(svcKey, newIds)
     else this.runtimesBySvc.delete(svcKey)
   }
@@ -374,8 +375,8 @@ export class DataPlane {
     clearInterval(this.fdProbe)
     const all = [...this.frontends.values(), ...this.retired]
     for (const fe of all) fe.close(true)
-    const deadline = Date.now() + 2000
     for (const rt of this.runtimes.values()) rt.close() // ejection timers, health checks
+    const deadline = Date.now() + 2000
     // Handles close in the loop's next close phase: a few turns first (a harness closes in µs, not 5 ms), then a coarse poll.
     for (let turn = 0; all.some((fe) => fe.openCount() > 0 || !fe.isClosed()) && Date.now() < deadline; turn++) {
       await new Promise((resolve) => { if (turn < 20) setImmediate(resolve); else setTimeout(resolve, 5) })

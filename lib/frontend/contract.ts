@@ -2,10 +2,11 @@ import type { Server } from 'node:net'
 import type { EventEmitter } from 'node:events'
 import type { Logger } from 'pino'
 import type { Engine } from '../internals/uv-tcp.js'
+import type { ProxyProtocolMode } from '../model/annotations.js'
 import type { Protocol } from '../model/types.js'
-import type { ConnectionLimits } from './limits.js'
 import type { OutlierSettings } from '../model/endpoint-health.js'
 import type { FaultSet } from '../faults/fault-set.js'
+import type { ConnectionLimits } from './limits.js'
 import type { ServicePortRuntime } from './runtime.js'
 
 /** healthCheck: a LoadBalancer service's healthCheckNodePort (health-check.ts), HTTP, not proxied. */
@@ -60,13 +61,13 @@ export interface DataPlaneContext {
   readonly limits: ConnectionLimits
   /** --tcp-idle-timeout in ms; 0 = off. The data plane's one sweep timer enforces it. */
   readonly tcpIdleTimeoutMs: number
-  nextConnectionId (): number
   /** --outlier-*: outlier ejection defaults for services without the annotations (docs/health.md); absent: DEFAULTS. */
   readonly outlier?: OutlierSettings
   /** --proxy-protocol: the PROXY protocol header sent to endpoints of services without the annotation (frontend/proxy-protocol.ts). */
   readonly proxyProtocol: ProxyProtocolMode
   /** The toxics on a service port (api/faults.ts), asked when its runtime is built or updated; absent: none. */
   readonly faultsFor?: (rt: ServicePortRuntime) => FaultSet | null
+  nextConnectionId (): number
   /** Uniform [0, 1): every random choice of the data plane (random and p2c picks, toxicity, jitter). Seeded by createProxy({ seed }). Called as-is. */
   readonly random: () => number
 }

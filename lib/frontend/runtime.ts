@@ -3,7 +3,7 @@ import { type Algorithm, Balancer, isAlgorithm } from '../balancer/balancer.js'
 import { Backend } from '../balancer/backend.js'
 import type { Endpoint } from '../table/endpoints.js'
 import type { ServicePortState } from '../table/table.js'
-import { LOAD_BALANCER_ANNOTATION, maxConnectionsOf } from '../model/annotations.js'
+import { LOAD_BALANCER_ANNOTATION, maxConnectionsOf, type ProxyProtocolMode, proxyProtocolOf } from '../model/annotations.js'
 import { isLocalAddress } from '../model/ip.js'
 import { selfLoopOf } from '../model/self-loop.js'
 import { Histogram } from '../util/histogram.js'
@@ -67,16 +67,18 @@ export class ServicePortRuntime {
   /** TCP: accept to an endpoint answering (the whole dial ladder), and accept to close; one observation per connection. */
   readonly dialDuration = new Histogram(DIAL_DURATION_BUCKETS)
   readonly connectionDuration = new Histogram(CONNECTION_DURATION_BUCKETS)
+  /** Annotation svcproxy.io/proxy-protocol; null: the daemon's --proxy-protocol (ctx.proxyProtocol). See frontend/proxy-protocol.ts. */
+  proxyProtocol: ProxyProtocolMode | null = null
   /** When the endpoint set last changed (ms since epoch): one joined, left, or turned ready/terminating. Set by update(), never on the data path. */
   endpointsChangedAt = 0
-
-  constructor (state: ServicePortState, defaultAlgorithm: Algorithm, hostname: string) {
   /** Toxics on this port (api/faults.ts builds it); null = none: the only check the data path makes. */
   faults: FaultSet | null = null
   /** What toxics did here, by type (svcproxy_fault_*_total); created with the first set. */
   faultCounts: FaultCounts | null = null
   /** The last update() changed the set (the data plane emits 'endpoints' then, when observed). */
   servingChanged = false
+
+  constructor (state: ServicePortState, defaultAlgorithm: Algorithm, hostname: string) {
     this.id = state.id
     this.namespace = state.service.namespace
     this.service = state.service.name
@@ -93,6 +95,7 @@ export class ServicePortRuntime {
     this.state = state
     this.balancer.algorithm = algorithmOf(state, defaultAlgorithm)
     this.maxConnections = maxConnectionsOf(state.service.annotations)
+    this.proxyProtocol = proxyProtocolOf(state.service.annotations)
     const svc = state.service
     this.balancer.setAffinity(svc.sessionAffinity === 'ClientIP' ? svc.affinityTimeoutSeconds * 1000 : 0)
     this.sourceRanges = svc.type === 'LoadBalancer' ? allowList(svc.loadBalancerSourceRanges) : null
@@ -141,9 +144,6 @@ export class ServicePortRuntime {
     if (this.servingChanged) this.endpointsChangedAt = Date.now()
     return gone
   }
-}
-
-/** Seconds: 0.5 ms to ~4 s (the dial ladder gives up after 3.75 s). */
 
   /**
    * Gives the balancer the endpoints that take new connections (not ejected, not failing a
@@ -161,6 +161,9 @@ export class ServicePortRuntime {
     this.health?.close()
     this.health = null
   }
+}
+
+/** Seconds: 0.5 ms to ~4 s (the dial ladder gives up after 3.75 s). */
 export const DIAL_DURATION_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4]
 /** Seconds: 1 ms to an hour. */
 export const CONNECTION_DURATION_BUCKETS: readonly number[] = [0.001, 0.01, 0.1, 1, 10, 60, 300, 1800, 3600]

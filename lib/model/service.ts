@@ -1,4 +1,4 @@
-import { MAX_CONNECTIONS_ANNOTATION, MAX_CONNECTIONS_LIMIT, SOURCE_RANGES_ANNOTATION, validMaxConnections } from './annotations.js'
+import { MAX_CONNECTIONS_ANNOTATION, MAX_CONNECTIONS_LIMIT, PROXY_PROTOCOL_ANNOTATION, proxyProtocolIssue, SOURCE_RANGES_ANNOTATION, validMaxConnections } from './annotations.js'
 import { type AddressUse, isCIDR, isIP, refusedAddress } from './ip.js'
 import { healthAnnotationIssues } from './endpoint-health.js'
 import { readMeta } from './metadata.js'

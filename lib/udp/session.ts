@@ -1,12 +1,15 @@
 import { createSocket, type Socket } from 'node:dgram'
 import type { Backend } from '../balancer/backend.js'
-import { type CloseReason, hostPort, observed } from '../frontend/events.js'
+import { type CloseReason, observed } from '../frontend/events.js'
 import type { DataPlaneContext, FrontendSpec } from '../frontend/contract.js'
 import type { DropReason } from '../frontend/reasons.js'
+import { sendWithHeader, udpHeader, udpMode } from '../frontend/proxy-protocol.js'
 import type { ServicePortRuntime } from '../frontend/runtime.js'
 import { sendConnected, sendTo, udpHandleOf, type UvUdpHandle } from '../internals/uv-udp.js'
 import { uvErrorName } from '../internals/uv-tcp.js'
 import { DIAL_TIMEOUTS_MS } from '../tcp/dial.js'
+import { baseEvent, emitSessionClose, emitSessionOpen } from './session-events.js'
+import { datagramToxics, type SessionToxics } from './toxics.js'
 
 /**
  * Datagrams held per session while its upstream socket is still connecting (one tick or so).
@@ -87,6 +90,12 @@ export class Session {
   pendingBytes = 0
   bytesIn = 0
   bytesOut = 0
+  datagramsIn = 0
+  datagramsOut = 0
+  /** The faults this session got (udp/toxics.ts); null while none applies. */
+  tx: SessionToxics | null = null
+  /** The PROXY protocol v2 header before each datagram to the endpoint (frontend/proxy-protocol.ts); null: none. */
+  readonly pp: Buffer | null
 
   constructor (id: number, host: SessionHost, clientIP: string, clientPort: number, backend: Backend) {
     this.id = id
@@ -98,6 +107,7 @@ export class Session {
     this.sock = upstreamSocket(this, backend)
     this.start = Date.now()
     this.quietSince = this.start
+    this.pp = udpMode(host.rt, host.ctx) === 'v2' ? udpHeader(host, clientIP, clientPort) : null
   }
 }
 
@@ -144,6 +154,7 @@ export function openSession (host: SessionHost, clientIP: string, clientPort: nu
   host.sessionStarted(s)
   const ev = host.ctx.events
   if (observed(ev, 'accept')) ev.emit('accept', baseEvent(s))
+  emitSessionOpen(s)
   connectUpstream(s)
   return s.closed ? null : s
 }
@@ -151,6 +162,11 @@ export function openSession (host: SessionHost, clientIP: string, clientPort: nu
 /** A datagram from the session's client. */
 export function forwardUp (s: Session, msg: Buffer): void {
   s.active = true
+  if (s.rt.faults !== null) faults.up(s, msg)
+  else passUp(s, msg)
+}
+
+function passUp (s: Session, msg: Buffer): void {
   if (s.connected) {
     sendUp(s, msg)
     return
@@ -172,10 +188,12 @@ function sendUp (s: Session, msg: Buffer): void {
   b.udpDatagramsUp++
   b.bytesUp += n
   s.bytesIn += n
+  s.datagramsIn++
   // No callback: a send error (the rare refusal the kernel reports on send rather than on
   // receive) is dropped like a lost datagram; a refusing endpoint keeps refusing, and the
   // next ICMP error reaches onBackendError.
-  if (s.raw !== null) sendConnected(s.raw, msg)
+  if (s.pp !== null) sendWithHeader(s.raw, s.sock, s.pp, msg)
+  else if (s.raw !== null) sendConnected(s.raw, msg)
   else s.sock.send(msg)
 }
 
@@ -213,6 +231,11 @@ function onRawBackendMessage (this: SessionHandle, nread: number, _h: UvUdpHandl
 function reply (s: Session, msg: Buffer): void {
   if (s.closed) return
   s.active = true
+  if (s.rt.faults !== null) faults.down(s, msg)
+  else passDown(s, msg)
+}
+
+function passDown (s: Session, msg: Buffer): void {
   const host = s.host
   const raw = host.raw
   // On the fast path the queue is looked at only while something may be in it: a send the
@@ -234,7 +257,9 @@ function reply (s: Session, msg: Buffer): void {
   const b = s.backend
   b.udpDatagramsDown++
   b.bytesDown += n
+  b.consecutiveFailures = 0 // a reply: the endpoint answers (outlier detection)
   s.bytesOut += n
+  s.datagramsOut++
   if (raw !== null) { if (sendTo(raw, msg, s.clientPort, s.clientIP)) host.rawQueued = true }
   else host.socket.send(msg, s.clientPort, s.clientIP)
 }
@@ -257,7 +282,6 @@ function backendError (s: Session, code: string | undefined, message: string): v
   }
   if (code !== undefined && UNREACHABLE.has(code)) {
     // The datagram that drew the ICMP error is lost. The kernel reports one error per socket,
-  b.consecutiveFailures = 0 // a reply: the endpoint answers (outlier detection)
     // not per datagram, so this counts refusals reported, at least one datagram each.
     s.host.drop('endpoint-refused', 1)
     dialFailed(s, `${code}: ${message}`)
@@ -279,6 +303,7 @@ function dialFailed (s: Session, error: string): void {
   const rt = s.rt
   rt.dialFailures++
   b.dialFailures++
+  if (++b.consecutiveFailures >= rt.ejectAfter && rt.health !== null) rt.health.failedInARow(b, error) // outlier detection
   rt.balancer.unpin(s.clientIP)
   const ev = s.host.ctx.events
   if (observed(ev, 'dialFailed')) ev.emit('dialFailed', { ...baseEvent(s), endpoint: b.key, attempt: s.attempt, error })
@@ -303,7 +328,6 @@ function dialFailed (s: Session, error: string): void {
   connectUpstream(s)
 }
 
-  if (++b.consecutiveFailures >= rt.ejectAfter && rt.health !== null) rt.health.failedInARow(b, error) // outlier detection
 /** The balancer's next endpoint for the session that it has not tried yet (the pick replaces an affinity pin). */
 function untried (s: Session): Backend | undefined {
   const rt = s.rt
@@ -336,28 +360,17 @@ export function endSession (s: Session, reason: CloseReason): void {
     s.pending.length = 0
     s.pendingBytes = 0
   }
+  if (s.tx !== null) faults.end(s)
   closeUpstream(s)
   s.host.sessionEnded(s)
-  const ev = s.host.ctx.events
-  if (observed(ev, 'close')) {
-    ev.emit('close', {
-      ...baseEvent(s),
-      endpoint: s.backend.key,
-      bytesIn: s.bytesIn,
-      bytesOut: s.bytesOut,
-      durationMs: Date.now() - s.start,
-      reason,
-    })
-  }
+  emitSessionClose(s, reason)
 }
 
-function baseEvent (s: Session): { id: number, service: string, port: string, protocol: 'UDP', client: string, frontend: string } {
-  return {
-    id: s.id,
-    service: `${s.rt.namespace}/${s.rt.service}`,
-    port: s.rt.portLabel,
-    protocol: 'UDP',
-    client: hostPort(s.clientIP, s.clientPort),
-    frontend: hostPort(s.host.spec.host, s.host.boundPort),
-  }
+/** A `down` toxic in 'refuse' mode: handled as the endpoint's ICMP unreachable would be. */
+function refusedByFault (s: Session): void {
+  s.host.drop('endpoint-refused', 1)
+  dialFailed(s, 'ECONNREFUSED: endpoint down (fault)')
 }
+
+/** The fault hooks (udp/toxics.ts), called only while the runtime has faults. */
+const faults = datagramToxics<Session>(passUp, passDown, refusedByFault)
