@@ -59,8 +59,8 @@ export class NotFoundError extends SvcproxyError {
 
 /** The proxy was closed; no further operation is possible. */
 export class ClosedError extends SvcproxyError {
-  constructor () {
-    super('SVCPROXY_CLOSED', 'proxy is closed')
+  constructor (message = 'proxy is closed') {
+    super('SVCPROXY_CLOSED', message)
   }
 }
 
@@ -95,6 +95,39 @@ export class UnreachableError extends SvcproxyError {
 export class VipError extends SvcproxyError {
   constructor (message: string, options?: { cause?: unknown }) {
     super('SVCPROXY_VIP', message, options)
+  }
+}
+
+/**
+ * proxy.waitFor() saw no event it waited for in time. The message names the event and the
+ * predicate (its description, else its source) and how many events of that name did not match.
+ */
+export class WaitTimeoutError extends SvcproxyError {
+  /** The event name waited for. */
+  readonly event: string
+  /** What was awaited: the predicate's description or source ('' when any event would do). */
+  readonly predicate: string
+  readonly timeoutMs: number
+  /** Events of that name seen meanwhile that the predicate refused. */
+  readonly seen: number
+  /** The last of them (undefined when none was seen). */
+  readonly last: unknown
+  constructor (event: string, predicate: string, timeoutMs: number, seen: number, last: unknown, message: string) {
+    super('SVCPROXY_TIMEOUT', message)
+    this.event = event
+    this.predicate = predicate
+    this.timeoutMs = timeoutMs
+    this.seen = seen
+    this.last = last
+  }
+}
+
+/** A proxy.events() iterator fell further behind than its bufferSize: it ends with this, its listeners gone. */
+export class EventOverflowError extends SvcproxyError {
+  readonly bufferSize: number
+  constructor (bufferSize: number, message: string) {
+    super('SVCPROXY_EVENTS_OVERFLOW', message)
+    this.bufferSize = bufferSize
   }
 }
 
@@ -151,6 +184,8 @@ export const ERROR_CODES = {
   SVCPROXY_UNREACHABLE: { class: 'UnreachableError', meaning: '`svcproxy status` found no svcproxy answering at the admin address' },
   SVCPROXY_BIND: { class: 'BindError', meaning: 'a write was applied but some of its listeners could not bind (createProxy strictBind); they are retried' },
   SVCPROXY_VIP: { class: 'VipError', meaning: 'the --vip-interface link cannot be managed: no CAP_NET_ADMIN, no `ip` command, or the link cannot be created' },
+  SVCPROXY_TIMEOUT: { class: 'WaitTimeoutError', meaning: 'proxy.waitFor() saw no matching event in time; the message names the event and the predicate' },
+  SVCPROXY_EVENTS_OVERFLOW: { class: 'EventOverflowError', meaning: 'a proxy.events() iterator was not read fast enough and held more than its bufferSize events' },
 } as const satisfies Record<`SVCPROXY_${string}`, { class: string, meaning: string }>
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -15,6 +15,10 @@ export { DIAL_TIMEOUTS_MS } from './tcp/dial.js'
 export type { ProxyEventMap, ConnectionEvent, EndpointEvent, DialFailedEvent, CloseEvent } from './frontend/events.js'
 export { CLOSE_REASONS, DROP_REASONS } from './frontend/reasons.js'
 export type { CloseReason, DropReason } from './frontend/reasons.js'
+export type { EndpointsChangedEvent } from './frontend/events.js'
+// Awaiting events and explaining picks (a test harness's tools: docs/testing.md)
+export type { ProxyEvent, ProxyEventName, WaitForOptions, EventsOptions } from './api/wait-for.js'
+export type { ExplainOptions, Explanation, EndpointVerdict } from './api/explain.js'
 
 // Manifests: Kubernetes objects as svcproxy reads them
 export { parseDocument, parseObjects, readDocumentFile } from './model/document.js'
@@ -32,6 +36,7 @@ export { parseDuration } from './util/duration.js'
 export {
   SvcproxyError, ValidationError, ConfigError, FileError, NotFoundError, ClosedError, StoreError,
   AdminListenError, UnreachableError, BindError, ERROR_CODES, formatIssue,
+  WaitTimeoutError, EventOverflowError,
 } from './errors.js'
 export type { ValidationIssue, ErrorCode, BindFailure } from './errors.js'
 

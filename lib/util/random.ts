@@ -1,14 +1,16 @@
 /**
  * A seeded source of uniform [0, 1) numbers for createProxy({ seed }): the same seed gives the
  * same sequence on every run and every machine (sfc32, seeded through splitmix32). Every random
- * choice of the data plane (random picks, toxicity rolls, jitter) draws from one of these.
+ * choice of the data plane (random and p2c picks, toxicity rolls, jitter) draws from one of these.
  */
 
-/** A uniform [0, 1) source that can also say its next number without drawing it (explain()). */
+/** A uniform [0, 1) source that can also be copied, to foresee its next draws without taking them (explain()). */
 export interface SeededRandom {
   (): number
   /** The number the next call will return; the sequence does not move. */
   peek (): number
+  /** An independent copy at the same point of the sequence. */
+  fork (): () => number
   readonly seed: number
 }
 
@@ -22,10 +24,14 @@ export function seededRandom (seed: number): SeededRandom {
     z = Math.imul(z ^ (z >>> 13), 0xC2B2AE35) >>> 0
     return (z ^ (z >>> 16)) >>> 0
   }
-  let a = split()
-  let b = split()
-  let c = split()
-  let d = split()
+  const g = sfc32([split(), split(), split(), split()])
+  // A few rounds first: sfc32's first outputs are still close to the seed words.
+  for (let i = 0; i < 12; i++) g()
+  return Object.assign(g, { seed })
+}
+
+function sfc32 (st: [number, number, number, number]): (() => number) & { peek: () => number, fork: () => () => number } {
+  let [a, b, c, d] = st
   const step = (commit: boolean): number => {
     const d1 = (d + 1) >>> 0
     const t = (((a + b) >>> 0) + d1) >>> 0
@@ -38,14 +44,11 @@ export function seededRandom (seed: number): SeededRandom {
     }
     return t / 4294967296
   }
-  // A few rounds first: sfc32's first outputs are still close to the seed words.
-  for (let i = 0; i < 12; i++) step(true)
-  const next = (): number => step(true)
-  return Object.assign(next, { peek: (): number => step(false), seed })
+  return Object.assign((): number => step(true), { peek: (): number => step(false), fork: () => sfc32([a, b, c, d]) })
 }
 
-/** The next number `random` will return without drawing it, when it can say (a seeded source); null otherwise. */
-export function peekRandom (random: () => number): number | null {
-  const p = (random as Partial<SeededRandom>).peek
-  return typeof p === 'function' ? p() : null
+/** A copy of `random` to draw from without moving it, when it can be copied (a seeded source); null otherwise. */
+export function forkRandom (random: () => number): (() => number) | null {
+  const f = (random as Partial<SeededRandom>).fork
+  return typeof f === 'function' ? f() : null
 }
