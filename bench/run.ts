@@ -8,6 +8,7 @@ import { cpus, loadavg, release } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { type BalancerFigures, report as balancersReport, runBalancers } from './balancers.js'
 import { type Backends, type Child, type Endpoint, type ProxyAddresses, startChild } from './child.js'
 import { bulk, httpClose, httpKeepAlive, type Measured, udpClosedLoop } from './workloads.js'
 
@@ -286,7 +287,13 @@ async function main (): Promise<void> {
   const text = table(res.rows, res.params)
   process.stdout.write(`svcproxy bench (${quick ? 'quick' : 'full'}${values.affinity === true ? ', sessionAffinity ClientIP' : ''}) — ${String(m.cpu)}, ${String(m.cores)} cores, node ${String(m.node)}, ${String(m.platform)}, loadavg ${(m.loadavg as number[]).join(' ')} before the run, ${res.seconds.toFixed(0)} s\n\n${text}\n`)
 
-  const json = { version: 1, mode: quick ? 'quick' : 'full', affinity: values.affinity === true, date: new Date().toISOString(), seconds: res.seconds, machine: m, params: res.params, rows: res.rows }
+  // The full run ends with the balancing algorithms' figures (bench/balancers.ts, issue 14.4).
+  let balancers: BalancerFigures | null = null
+  if (!quick && values.only === undefined) {
+    balancers = await runBalancers({ quick: false, log })
+    process.stdout.write(`\nBalancing algorithms (node dist/bench/balancers.js):\n${balancersReport(balancers)}\n`)
+  }
+  const json = { version: 1, mode: quick ? 'quick' : 'full', affinity: values.affinity === true, date: new Date().toISOString(), seconds: res.seconds, machine: m, params: res.params, rows: res.rows, balancers }
   const body = `${JSON.stringify(json, null, 2)}\n`
   const resultsDir = resolve(dirname(fileURLToPath(import.meta.url)), dirname(fileURLToPath(import.meta.url)).includes(`${join('dist', 'bench')}`) ? '../../bench/results' : 'results')
   const files: string[] = []

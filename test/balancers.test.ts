@@ -2,8 +2,12 @@
 // connection counts, hash gives one client the same endpoint on two proxies (client addresses are
 // distinct 127.x.y.z sources: all of 127/8 is local on Linux), p2c replays under a seed.
 // Timing figures (a 10x slower endpoint's share, % of clients moved) are in bench/balancers.ts.
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { connect, createServer, type Server, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import type { ServiceProxy } from '../lib/index.js'
 import { listen, nameServer, svcWithEndpoints, testProxy, udpClient, udpServer, until } from './helpers.js'
@@ -170,4 +174,23 @@ t.test('hash over UDP: a client address opens its session at the same endpoint o
     used.add(w1)
   }
   t.ok(used.size >= 3, `sessions spread over ${used.size} of 4 endpoints`)
+})
+
+t.test('bench/balancers.ts runs end to end and prints its three figures (tiny counts; not a performance check)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'svcproxy-balancers-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const out = join(dir, 'b.json')
+  const child = spawn(process.execPath, [...process.execArgv, 'bench/balancers.ts', '--quick', '--clients', '200', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (c: Buffer) => { stdout += c.toString() })
+  child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
+  const [code] = await once(child, 'exit') as [number | null]
+  t.equal(code, 0, 'exits 0', { stderr })
+  t.match(stdout, /slow endpoint's share: \d+\.\d% \(round-robin \d+\.\d%, p2c \d+\.\d%\)/, 'least-connections figure')
+  t.match(stdout, /identical mapping: 200 of 200/, 'hash: the same map on both proxies')
+  t.match(stdout, /removing one of 10: \d+ moved \(\d+\.\d%/, 'hash: share moved')
+  const json = JSON.parse(readFileSync(out, 'utf8')) as { slow: Array<{ algorithm: string, share: number }>, hash: { clients: number, identical: number } }
+  t.same(json.slow.map((s) => s.algorithm), ['round-robin', 'least-connections', 'p2c'])
+  t.equal(json.hash.clients, 200)
 })
