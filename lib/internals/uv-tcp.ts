@@ -29,6 +29,7 @@ export interface UvTcpHandle {
   connect (req: UvConnectReq, ip: string, port: number): number
   connect6 (req: UvConnectReq, ip: string, port: number): number
   getpeername (out: { address?: string, port?: number, family?: string }): number
+  getsockname (out: { address?: string, port?: number, family?: string }): number
   setNoDelay (on: boolean): number
   close (cb?: () => void): void
   /** Close with SO_LINGER 0: the peer gets an RST. Fails (non-zero) while a shutdown is pending. */
@@ -36,7 +37,7 @@ export interface UvTcpHandle {
 }
 
 /** Requests (`this` in oncomplete is the request). A write in flight: `oncomplete(status)` runs only if the write could not finish at once. */
-export interface UvWriteReq { oncomplete: (this: never, status: number) => void, handle: UvTcpHandle | null }
+export interface UvWriteReq { oncomplete: (this: never, status: number) => void, handle: UvTcpHandle | null, buffer?: Uint8Array | null }
 export interface UvShutdownReq { oncomplete: (this: never, status: number) => void, handle: UvTcpHandle | null }
 export interface UvConnectReq { oncomplete: (this: never, status: number) => void }
 
@@ -89,7 +90,7 @@ function load (): UvTcpBinding | null {
       typeof ShutdownWrap !== 'function' || !(state instanceof Int32Array) || typeof rb !== 'number' ||
       typeof wa !== 'number' || typeof SOCKET !== 'number') return null
     const proto = TCP.prototype as unknown as Record<string, unknown>
-    for (const m of ['readStart', 'readStop', 'useUserBuffer', 'writeBuffer', 'shutdown', 'connect', 'connect6', 'getpeername', 'setNoDelay', 'close', 'reset']) {
+    for (const m of ['readStart', 'readStop', 'useUserBuffer', 'writeBuffer', 'shutdown', 'connect', 'connect6', 'getpeername', 'getsockname', 'setNoDelay', 'close', 'reset']) {
       if (typeof proto[m] !== 'function') return null
     }
     return {

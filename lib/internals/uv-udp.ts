@@ -86,6 +86,21 @@ export function sendConnected (h: UvUdpHandle, buf: Buffer): boolean {
   return sent(r, h.send(r, list, 1, false))
 }
 
+/**
+ * Sends `head` and `buf` as one datagram on a connected handle (a PROXY protocol header, then
+ * the payload: frontend/proxy-protocol.ts), with no copy and no allocation. `head` must outlive
+ * the send (its session holds it); `buf` is held by the request while the send is queued.
+ */
+export function sendConnectedWith (h: UvUdpHandle, head: Buffer, buf: Buffer): boolean {
+  const r = request()
+  r.buffer = buf
+  list[0] = head
+  list[1] = buf
+  const queued = sent(r, h.send(r, list, 2, false))
+  list[1] = EMPTY
+  return queued
+}
+
 /** Sends to ip:port (an IP literal of the handle's family); true if the send was queued. */
 export function sendTo (h: UvUdpHandle, buf: Buffer, port: number, ip: string): boolean {
   const r = request()

@@ -2,6 +2,7 @@ import { connect, type Socket } from 'node:net'
 import type { Backend } from '../balancer/backend.js'
 import type { CloseReason } from '../frontend/events.js'
 import { acceptFailed, isFdExhaustion } from '../frontend/limits.js'
+import { tcpHeader, tcpMode } from '../frontend/proxy-protocol.js'
 import { dial, dialFailed } from './dial.js'
 import { noteAccepted, noteConnected, notePairFinished, PairBase, type PairHost } from './pair.js'
 import { adoptAccepted, type BufferedSocket, connectBuffered, reclaim, relay, releaseReadBuffer } from './stream-reads.js'
@@ -90,6 +91,8 @@ function onBackendConnect (this: PairSocket): void {
   const p = this[kPair]
   if (p.clientClosed) { this.destroy(); return }
   noteConnected(p)
+  const pp = tcpMode(p.rt, p.fe.ctx)
+  if (pp !== 'none') this.write(tcpHeader(p.fe, pp, p.clientIP, p.clientPort, p.client)) // PROXY protocol: before any client byte
   const c = p.client
   if (!p.pooled) {
     c.on('data', onClientData)

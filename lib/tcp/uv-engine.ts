@@ -1,6 +1,7 @@
 import type { Backend } from '../balancer/backend.js'
 import type { CloseReason } from '../frontend/events.js'
 import { acceptFailed, isFdExhaustion } from '../frontend/limits.js'
+import { tcpHeader, tcpMode } from '../frontend/proxy-protocol.js'
 import { sourceAllowed } from '../frontend/runtime.js'
 import { SHUTDOWN_DONE_AT_ONCE, UV_ENOTCONN, UV_EOF, type UvConnectReq, type UvShutdownReq, type UvTcpBinding, type UvTcpHandle, uvErrorName, uvTcp, type UvWriteReq } from '../internals/uv-tcp.js'
 import { giveReadBuffer, LARGE_READ, SMALL_READ, takeReadBuffer } from './buffer-pool.js'
@@ -160,8 +161,23 @@ function onConnect (this: ConnectReq, status: number): void {
     return
   }
   noteConnected(p)
+  const pp = tcpMode(p.rt, p.fe.ctx)
+  if (pp !== 'none' && !sendHeader(s, tcpHeader(p.fe, pp, p.clientIP, p.clientPort, p.client.h))) return
   startReading(p.client)
+  if (s.writing) { p.client.paused = true; p.client.h.readStop() } // the header is still being written: relay's rule
   startReading(s)
+}
+
+/** PROXY protocol: the header, written to the backend before any client byte; false when that failed (the pair is closed). */
+function sendHeader (s: Side, head: Buffer): boolean {
+  const req = uv.newWriteReq() as WriteReq
+  req.handle = s.h
+  req.oncomplete = onWriteDone
+  req[kSide] = s
+  if (s.h.writeBuffer(req, head) !== 0) { sideFailed(s); return false }
+  if (uv.state[uv.LAST_WRITE_WAS_ASYNC] === 0) s.req = req
+  else { req.buffer = head; s.writing = true }
+  return true
 }
 
 function startReading (s: Side): void {
