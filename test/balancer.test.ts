@@ -494,6 +494,11 @@ t.test('hash: candidates (traffic policy Local) get their own table; extra endpo
   }
   // Same as a balancer whose whole set is the candidates.
   t.same(CLIENTS.slice(0, 300).map((c) => lb.pick(c, false, local)?.key), hashMap(local, CLIENTS.slice(0, 300)))
+  // Every endpoint on this node (extra = the whole set): the candidates map as the whole set does.
+  const all = many(6)
+  const ex = all.slice()
+  lb.setEndpoints(all, ex)
+  t.same(CLIENTS.slice(0, 300).map((c) => lb.pick(c, false, ex)?.key), CLIENTS.slice(0, 300).map((c) => lb.pick(c, false)?.key))
 })
 
 t.test('hash with affinity: a pin outlives a membership change that would move the client', async (t) => {

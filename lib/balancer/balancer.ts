@@ -99,10 +99,12 @@ export class Balancer {
       this.table = null
     }
     if (!sameExtra) this.extraTable = null
-    if (this.algorithm === 'hash') {
-      // Built here, off the data path: the first pick after a change finds them ready.
-      if (next.length > 0) this.tableFor(next)
-      if (extra.length > 0) this.tableFor(extra)
+    if (this.algorithm === 'hash' && next.length > 0) {
+      // Built here, off the data path (about a millisecond): the first pick after a change finds it
+      // ready. The table for `extra` (traffic policy Local) is the same one when the sets match
+      // (every endpoint on this node), else built by the first pick that needs it.
+      const table = this.tableFor(next)
+      if (this.extraTable === null && sameKeys(extra, next)) this.extraTable = table
     }
     if (this.affinity !== null && (!same || !sameExtra)) {
       const live = new Map<string, Backend>()
