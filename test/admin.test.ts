@@ -197,7 +197,7 @@ t.test('/v1/services and /v1/endpoints show live state; status renders it', asyn
   t.match(lines[0], /1 service port, 1 active connection$/)
   t.match(lines[2], /^NAMESPACE\s+NAME\s+PORT\s+PROTOCOL\s+TYPE\s+ADDRESSES\s+ENDPOINTS\s+ACTIVE/)
   t.match(lines[3], new RegExp(`^default\\s+m\\s+80\\s+TCP\\s+ClusterIP\\s+127\\.51\\.0\\.3:${addr.port}\\s+1/1\\s+1\\s+1\\s+0$`))
-  t.match(lines[6], new RegExp(`^default/m\\s+80\\s+127\\.0\\.6\\.3:${echo.port}\\s+<none>\\s+true\\s+1\\s+1\\s+0$`))
+  t.match(lines[6], new RegExp(`^default/m\\s+80\\s+127\\.0\\.6\\.3:${echo.port}\\s+<none>\\s+true\\s+ok\\s+1\\s+1\\s+0$`))
 })
 
 t.test('access log: one line per connection at its end, with exact byte counts', async (t) => {

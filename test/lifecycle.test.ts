@@ -83,7 +83,7 @@ t.test('SIGTERM: new connections refused at once, the in-flight transfer complet
   t.equal(st.code, 0, st.stderr)
   t.match(st.stdout, /^revision 1, 1 service port, 1 active connection$/m)
   t.match(st.stdout, new RegExp(`^default\\s+web\\s+${port}\\s+TCP\\s+ClusterIP\\s+127\\.79\\.0\\.1:${port}\\s+1/1\\s+1\\s+1\\s+0$`, 'm'))
-  t.match(st.stdout, new RegExp(`^default/web\\s+${port}\\s+127\\.0\\.8\\.1:${backend.port}\\s+<none>\\s+true\\s+1\\s+1\\s+0$`, 'm'))
+  t.match(st.stdout, new RegExp(`^default/web\\s+${port}\\s+127\\.0\\.8\\.1:${backend.port}\\s+<none>\\s+true\\s+ok\\s+1\\s+1\\s+0$`, 'm'))
   const scrape = parseExposition((await httpGet(`${d.metrics}/metrics`)).body)
   t.equal(valueOf(scrape, 'svcproxy_connections_active', { namespace: 'default', service: 'web', port: String(port) }), 1)
 

@@ -15,9 +15,10 @@ const endpoint = {
   properties: {
     endpoint: str, nodeName: str, podName: str, ready: bool, state: str,
     active: int, accepted: int, dialFailures: int, bytesUp: int, bytesDown: int,
+    eligible: bool, ejected: bool, ejectedUntil: int, ejections: int, consecutiveFailures: int, check: str,
     affinityHits: int, udpDatagramsUp: int, udpDatagramsDown: int, ...rates,
   },
-  required: ['endpoint', 'nodeName', 'podName', 'ready', 'state', 'active', 'accepted', 'dialFailures', 'bytesUp', 'bytesDown', 'affinityHits', 'udpDatagramsUp', 'udpDatagramsDown', ...rateNames],
+  required: ['endpoint', 'nodeName', 'podName', 'ready', 'state', 'active', 'accepted', 'dialFailures', 'bytesUp', 'bytesDown', 'eligible', 'ejected', 'ejectedUntil', 'ejections', 'consecutiveFailures', 'check', 'affinityHits', 'udpDatagramsUp', 'udpDatagramsDown', ...rateNames],
 } as const
 
 const servicePort = {
