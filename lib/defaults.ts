@@ -32,6 +32,8 @@ export const DEFAULTS = {
   healthzBindAddress: '127.0.0.1:10256',
   /** --metrics-bind-address, kube-proxy's. */
   metricsBindAddress: '127.0.0.1:10249',
+  /** --toxiproxy-address: '' = off (the API is opt-in; Toxiproxy's own is 127.0.0.1:8474). */
+  toxiproxyAddress: '',
   /** --redis-key-prefix: a {hash tag}, so a Redis Cluster keeps every key in one slot. */
   redisKeyPrefix: '{svcproxy}:',
   /** --sync-period. */

@@ -56,3 +56,7 @@ export { createAdminServer } from './admin/server.js'
 export type { AdminServer, AdminServerOptions } from './admin/server.js'
 export type { ServicesDoc, EndpointsDoc, EndpointRow } from './admin/serialize.js'
 export { attachAccessLog } from './admin/access-log.js'
+
+// Toxiproxy's HTTP API over the proxy (docs/toxiproxy.md)
+export { startToxiproxyApi } from './toxiproxy/server.js'
+export type { ToxiproxyApiOptions, ToxiproxyApiServer } from './toxiproxy/server.js'

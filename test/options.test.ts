@@ -76,6 +76,7 @@ t.test('the CLI flags default to DEFAULTS', async (t) => {
     'log-level': 'logLevel',
     'healthz-bind-address': 'healthzBindAddress',
     'metrics-bind-address': 'metricsBindAddress',
+    'toxiproxy-address': 'toxiproxyAddress',
     'healthz-max-loop-delay': 'healthzMaxLoopDelayMs',
     'redis-key-prefix': 'redisKeyPrefix',
     'sync-period': 'syncPeriodMs',

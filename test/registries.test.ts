@@ -186,7 +186,7 @@ t.test('cli: docs/cli.md holds the --help of every command, as generated from li
     for (const c of commands) {
       const line = sections.get(c)?.find((l) => l.includes(`--${name}`))
       t.ok(line !== undefined, `--${name} documented under svcproxy ${c}`)
-      if (line !== undefined && spec.default !== undefined && spec.default !== false) t.ok(line.endsWith(`(default ${String(spec.default)})`), `--${name} shows its default ${String(spec.default)} under svcproxy ${c}`)
+      if (line !== undefined && spec.default !== undefined && spec.default !== false && spec.default !== '') t.ok(line.endsWith(`(default ${String(spec.default)})`), `--${name} shows its default ${String(spec.default)} under svcproxy ${c}`)
     }
   }
 })

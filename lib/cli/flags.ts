@@ -36,6 +36,8 @@ export const FLAGS: Record<string, OptionSpec & { commands: string[] }> = {
   'healthz-max-loop-delay': { type: 'string', arg: 'DURATION', default: formatDuration(DEFAULTS.healthzMaxLoopDelayMs), help: '/healthz answers 503 while the event loop is blocked longer than this, and for as long again after it (a blocked loop applies no update and serves no connection). 0s: off.', commands: ['run', 'demo'] },
   'metrics-bind-address': { type: 'string', arg: 'IP:PORT', default: DEFAULTS.metricsBindAddress, help: 'Serve /metrics, /v1/services, /v1/endpoints (and the health paths) here. "" disables; port 0 picks a free port. status: the daemon to ask.', commands: ['run', 'demo', 'status'] },
   'access-log': { type: 'boolean', help: 'Log one line per connection when it ends: client, service, endpoint, bytes each way, duration, close reason.', commands: ['run', 'demo'] },
+  'toxiproxy-address': { type: 'string', arg: 'IP:PORT', default: DEFAULTS.toxiproxyAddress, help: 'Serve a Toxiproxy-compatible API here (Toxiproxy\'s is 127.0.0.1:8474): its clients create proxies and add toxics; every service port is a proxy named NAME.NAMESPACE:PORT. Loopback only unless --toxiproxy-allow-remote. Off when not given. See docs/toxiproxy.md.', commands: ['run', 'demo'] },
+  'toxiproxy-allow-remote': { type: 'boolean', help: 'Let --toxiproxy-address be a non-loopback address (the API has no authentication and breaks connections on purpose).', commands: ['run', 'demo'] },
   server: { type: 'string', arg: 'URL', help: 'status: the daemon\'s admin URL (e.g. http://127.0.0.1:10249); overrides --metrics-bind-address.', commands: ['status'] },
   watch: { type: 'boolean', short: 'w', help: 'status: redraw in place every second, with state, rates and the sync source\'s health (the stats page\'s view, from /v1/stats), until Ctrl-C.', commands: ['status'] },
   redis: { type: 'string', arg: 'URL', help: 'The shared store: redis://[:PASSWORD@]HOST:PORT[/DB], rediss:// (TLS), redis+sentinel://H1,H2/MASTER, redis+cluster://H1,H2. Default: $REDIS_URL. run: follow it instead of --config.', commands: ['run', 'apply', 'delete', 'get'] },
@@ -132,7 +134,7 @@ export function helpText (command?: string): string {
   for (const [name, spec] of Object.entries(FLAGS)) {
     if (!spec.commands.includes(command) && !spec.commands.includes('*')) continue
     const left = `${spec.short !== undefined ? `-${spec.short}, ` : '    '}--${name}${spec.arg !== undefined ? ` ${spec.arg}` : ''}`
-    const dflt = spec.default !== undefined && spec.default !== false ? ` (default ${String(spec.default)})` : ''
+    const dflt = spec.default !== undefined && spec.default !== false && spec.default !== '' ? ` (default ${String(spec.default)})` : ''
     lines.push(`  ${left.padEnd(34)} ${spec.help}${dflt}`)
   }
   return lines.join('\n')

@@ -15,7 +15,7 @@ import { parseDuration } from '../util/duration.js'
 import { MAX_CONSECUTIVE_FAILURES } from '../model/endpoint-health.js'
 import { cleanupVipInterface } from '../host/vip-interface.js'
 import { redactUrl } from '../store/connect.js'
-import { startAdminFromFlags } from './admin.js'
+import { checkToxiproxyFlags, startAdminFromFlags } from './admin.js'
 import { DEMO_CLUSTER_IP, demoManifest, startDemoPods } from './demo.js'
 import { COMMANDS, type FlagValues, helpText, int, parseFlags, str } from './flags.js'
 import { status } from './status.js'
@@ -111,6 +111,7 @@ function checkUsage (command: string, values: FlagValues, positionals: string[],
   if (ports !== undefined) parsePortRange(ports)
   const ips = str(values, 'service-cluster-ip-range')
   if (ips !== undefined) parseCidr(ips, '--service-cluster-ip-range')
+  checkToxiproxyFlags(values)
   const bind = str(values, 'bind-address')
   if (bind !== undefined && !isIP(bind)) throw new ConfigError(`--bind-address: expected an IP address such as 0.0.0.0 or 127.0.0.1 (no port, no name), got "${bind}"`)
   // A flag accepted and ignored would mislead: with --config there is no store to relist (the
