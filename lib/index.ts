@@ -13,6 +13,7 @@ export { DIAL_TIMEOUTS_MS } from './tcp/dial.js'
 
 // Its events
 export type { ProxyEventMap, ConnectionEvent, EndpointEvent, DialFailedEvent, CloseEvent } from './frontend/events.js'
+export type { SessionEvent, SessionCloseEvent } from './frontend/events.js'
 export { CLOSE_REASONS, DROP_REASONS } from './frontend/reasons.js'
 export type { CloseReason, DropReason } from './frontend/reasons.js'
 export type { EndpointsChangedEvent } from './frontend/events.js'

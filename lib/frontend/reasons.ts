@@ -22,9 +22,10 @@ export const DROP_REASONS = [
   { reason: 'no-endpoints', meaning: 'the service port has no (eligible) endpoint' },
   { reason: 'queue-full', meaning: 'the connect queue of a session is full' },
   { reason: 'send-queue-full', meaning: 'more than 4 MiB of replies already wait in the service socket\'s send queue' },
-  { reason: 'session-ended', meaning: 'queued datagrams of a session that ended before its socket connected' },
+  { reason: 'session-ended', meaning: 'queued datagrams of a session that ended before its socket connected, or datagrams a fault (latency, reorder) still held when it ended' },
   { reason: 'endpoint-refused', meaning: 'a datagram the endpoint refused (ICMP port or host unreachable), one per refusal the kernel reports; the session moves to another endpoint' },
   { reason: 'source-range', meaning: 'a client outside the service\'s loadBalancerSourceRanges, at a load-balancer address' },
+  { reason: 'fault-queue-full', meaning: 'a latency fault already holds 1,024 datagrams or 2 MiB for this session and direction' },
 ] as const
 
 export type DropReason = typeof DROP_REASONS[number]['reason']
