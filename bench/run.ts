@@ -3,6 +3,8 @@
 // process; the figure that counts is that process's own CPU time (user+sys, process.cpuUsage())
 // per unit of work, because on a small machine the load generator shares the cores.
 // One table on stdout; the same figures as JSON in bench/results/.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, release } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -10,6 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { type BalancerFigures, report as balancersReport, runBalancers } from './balancers.js'
 import { type Backends, type Child, type Endpoint, type ProxyAddresses, startChild } from './child.js'
+import { type HarnessFigures, report as harnessReport } from './harness.js'
 import { bulk, httpClose, httpKeepAlive, type Measured, udpClosedLoop } from './workloads.js'
 
 export type Workload = 'http-keepalive' | 'http-close' | 'bulk' | 'udp'
@@ -261,6 +264,18 @@ export async function runBench (opts: { quick: boolean, affinity: boolean, only:
   }
 }
 
+/** bench/harness.ts in a child process (its handle counts are its own): its figures. */
+async function runHarnessChild (): Promise<HarnessFigures> {
+  const self = fileURLToPath(import.meta.url)
+  const script = join(dirname(self), `harness${self.endsWith('.ts') ? '.ts' : '.js'}`)
+  const child = spawn(process.execPath, [...process.execArgv, script, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.on('data', (c: Buffer) => { out += c.toString() })
+  const [code] = await once(child, 'exit') as [number | null]
+  if (code !== 0) throw new Error(`bench/harness exited ${String(code)}`)
+  return JSON.parse(out) as HarnessFigures
+}
+
 async function main (): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -294,6 +309,10 @@ async function main (): Promise<void> {
     process.stdout.write(`\nBalancing algorithms (node dist/bench/balancers.js):\n${balancersReport(balancers)}\n`)
   }
   const json = { version: 1, mode: quick ? 'quick' : 'full', affinity: values.affinity === true, date: new Date().toISOString(), seconds: res.seconds, machine: m, params: res.params, rows: res.rows, balancers }
+  // Every run ends with the harness workload (bench/harness.ts, issue 13.5), alone in its own process.
+  const harness = await runHarnessChild()
+  process.stdout.write(`\nHarness workload (node dist/bench/harness.js):\n${harnessReport(harness)}\n`)
+  ;(json as Record<string, unknown>).harness = harness
   const body = `${JSON.stringify(json, null, 2)}\n`
   const resultsDir = resolve(dirname(fileURLToPath(import.meta.url)), dirname(fileURLToPath(import.meta.url)).includes(`${join('dist', 'bench')}`) ? '../../bench/results' : 'results')
   const files: string[] = []

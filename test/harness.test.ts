@@ -1,6 +1,8 @@
 // The harness API (issue 13, parts 2, 3, 5): awaitable events (waitFor, the events iterator, the
 // 'endpoints' event), determinism (createProxy({ seed }), explain()), and many proxies in one
 // process that never collide and leave nothing open. Real sockets on 127.x addresses.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { connect } from 'node:net'
 import t from 'tap'
 import { ClosedError, ConfigError, EventOverflowError, type ServiceProxy, WaitTimeoutError } from '../lib/index.js'
@@ -374,4 +376,21 @@ t.test('50 proxies in one process, all on port 0, never collide; closed, they le
   // The clients' and the backends' own sockets close as the FIN/RST reaches them.
   const back = await until(() => JSON.stringify(handles()) === JSON.stringify(before))
   t.ok(back, `the handles are back to what they were before the 50 proxies: ${JSON.stringify(handles())} vs ${JSON.stringify(before)}`)
+})
+
+t.test('bench/harness.ts runs end to end and finds nothing left open (tiny counts; timing is the bench\'s, not asserted)', async (t) => {
+  const child = spawn(process.execPath, [...process.execArgv, 'bench/harness.ts', '--runs', '5', '--alive', '5', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (c: Buffer) => { stdout += c.toString() })
+  child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
+  const [code] = await once(child, 'exit') as [number | null]
+  t.equal(code, 0, 'exits 0', { stderr })
+  const f = JSON.parse(stdout) as { runs: number, totalP50Ms: number, alive: { proxies: number, withFault: boolean, leftOpen: number, undestroyed: Record<string, number> } }
+  t.equal(f.runs, 5)
+  t.ok(Number.isFinite(f.totalP50Ms) && f.totalP50Ms > 0, `per proxy p50 ${f.totalP50Ms} ms`)
+  t.equal(f.alive.proxies, 5)
+  t.equal(f.alive.withFault, true, 'each proxy had its fault')
+  t.equal(f.alive.leftOpen, 0)
+  t.same(f.alive.undestroyed, {})
 })
