@@ -121,6 +121,18 @@ t.test('duplicate with probability 1: the endpoint sees every datagram twice', a
   t.same(be.got, Array.from({ length: 10 }, (_, i) => [`x${i}`, `x${i}`]).flat())
   t.equal(affected(p, 'dup', 'duplicate'), 10)
   t.ok(await until(() => c.queued() === 20), 'and the client twenty replies')
+  // Metrics: the toxic active, the session it applied to, the datagrams and bytes it affected.
+  const { renderMetrics } = await import('../lib/admin/collect.js')
+  const { ProcessStats } = await import('../lib/admin/process-stats.js')
+  const stats = new ProcessStats()
+  t.teardown(() => stats.close())
+  const text = await renderMetrics({ proxy: p, health: () => ({ kind: 'api', synced: true, stale: false, reason: '', lastSyncedAt: 0, revision: 0 }), process: stats })
+  const series = (name: string): string => `\n${name}\{namespace="default",service="dup",port="53",type="duplicate"\} `
+  t.match(text, new RegExp(`${series('svcproxy_faults_active')}1\n`))
+  t.match(text, new RegExp(`${series('svcproxy_fault_connections_total')}1\n`))
+  t.match(text, new RegExp(`${series('svcproxy_fault_datagrams_total')}10\n`))
+  t.match(text, new RegExp(`${series('svcproxy_fault_bytes_total')}20\n`), 'ten 2-byte datagrams')
+  t.match(p.status()[0]?.faults, [{ name: 'twice', type: 'duplicate', stream: 'upstream' }], 'status() lists the toxic')
 })
 
 t.test('reorder with probability 1: each datagram goes after the next one', async (t) => {

@@ -145,7 +145,7 @@ function current<S extends ToxicSession> (s: S, passUp: Send<S>, passDown: Send<
   return active(tx)
 }
 
-/** A toxic won its roll for a session: counted (svcproxy_fault_applied_total), and the `fault` event when observed. */
+/** A toxic won its roll for a session: counted (svcproxy_fault_connections_total), and the `fault` event when observed. */
 function applied (s: ToxicSession, a: ActiveToxic): void {
   const t = a.toxic
   s.rt.faults?.applied(t)
