@@ -6,7 +6,7 @@ import { connect } from 'node:net'
 import type { DialFailedEvent, EndpointEvent, ServiceProxy } from '../lib/index.js'
 import type { EndpointHealthEvent } from '../lib/frontend/events.js'
 import type { ServicePortRuntime } from '../lib/frontend/runtime.js'
-import { captureLogger, fetchAll, freePort, nameServer, svcWithEndpoints, testProxy, until } from './helpers.js'
+import { captureLogger, fetchAll, freePort, nameServer, svcWithEndpoints, testProxy, udpClient, udpClosedPort, udpServer, until } from './helpers.js'
 
 function runtime (p: ServiceProxy, name: string): ServicePortRuntime {
   for (const rt of p.dataplane.runtimes.values()) if (rt.service === name) return rt
@@ -39,11 +39,12 @@ t.test('a refusing endpoint is ejected after N failures in a row, gets no connec
   const p = testProxy(t, { logger })
   const health: EndpointHealthEvent[] = []
   const failed: DialFailedEvent[] = []
-  p.on('endpointHealth', (e) => health.push(e))
-  p.on('dialFailed', (e) => failed.push(e))
+  const order: string[] = [] // both kinds of event, in the order they came
+  p.on('endpointHealth', (e) => { health.push(e); order.push(`${e.change} ${e.endpoint}`) })
+  p.on('dialFailed', (e) => { failed.push(e); order.push(`failed ${e.endpoint}`) })
   await p.apply(svcWithEndpoints('outl', '127.96.140.1', 80, [
     { ip: '127.0.140.1', port: a.port }, { ip: '127.0.140.2', port: b.port }, { ip: '127.0.140.3', port: deadPort },
-  ], { annotations: fast('3') }))
+  ], { annotations: fast('3', '1s') }))
   const addr = p.address('default/outl', 80)
   const rt = runtime(p, 'outl')
   // Sequential connections until the third failure on the dead endpoint ejects it; each still gets an answer.
@@ -63,13 +64,12 @@ t.test('a refusing endpoint is ejected after N failures in a row, gets no connec
   t.equal(st?.eligible, false)
   t.ok(lines.some((l) => l.level === 40 && typeof l.msg === 'string' && l.msg.startsWith('endpoint ejected') && l.endpoint === dead), 'logged at warn, once')
 
-  const before = failed.length
   const accepted = a.accepted() + b.accepted()
   for (let i = 0; i < 20 && !health.some((e) => e.change === 'returned'); i++) t.match(await fetchAll(addr.address, addr.port), /^[ab]$/)
-  t.equal(failed.length, before, 'no dial to the ejected endpoint while it is out')
-  t.ok(a.accepted() + b.accepted() > accepted)
-
+  t.ok(a.accepted() + b.accepted() > accepted, 'connections while it is out')
   t.ok(await until(() => health.some((e) => e.change === 'returned')), 'returns after the base ejection time')
+  const out = order.slice(order.indexOf(`ejected ${dead}`) + 1, order.indexOf(`returned ${dead}`))
+  t.same(out.filter((x) => x === `failed ${dead}`), [], 'no dial to the ejected endpoint while it is out')
   t.ok(rt.balancer.endpoints.some((e) => e.key === dead), 'back in the balancer')
   // Probation: its next failed dial ejects it again at once, for twice the base time.
   for (let i = 0; i < 6 && health.filter((e) => e.change === 'ejected').length < 2; i++) await fetchAll(addr.address, addr.port)
@@ -77,7 +77,7 @@ t.test('a refusing endpoint is ejected after N failures in a row, gets no connec
   t.equal(failed.filter((e) => e.endpoint === dead).length, 4, 'after one failure on probation')
   const b2 = rt.byKey.get(dead)
   t.equal(b2?.ejections, 2, 'second ejection')
-  t.ok((b2?.ejectedUntil ?? 0) - Date.now() > 200, 'for longer than the base time (2 × 200ms)')
+  t.ok((b2?.ejectedUntil ?? 0) - Date.now() > 1000, 'for longer than the base time (2 × 1s)')
 })
 
 t.test('never more than the max share: two dead endpoints, one is ejected, the port is not dark', async (t) => {
@@ -154,4 +154,26 @@ t.test('a malformed outlier annotation is refused, naming it, and changes nothin
     await t.rejects(p.apply(svcWithEndpoints('bad', '127.96.140.6', 80, [{ ip: '127.0.144.1', port: a.port }], { annotations: { [k as string]: v as string } })), { message: new RegExp(`metadata\\.annotations\\["${(k as string).replace(/\./g, '\\.')}"\\]: expected`) }, `${k}: ${v}`)
   }
   t.equal(runtime(p, 'bad').ejectAfter, 4, 'the last good settings stay')
+})
+
+t.test('UDP: an endpoint answering with ICMP port unreachable is ejected too; new sessions then go to the live one', async (t) => {
+  const dead = await udpClosedPort('127.0.145.1')
+  const good = await udpServer(t, 'good', '127.0.145.2')
+  const p = testProxy(t)
+  const health: EndpointHealthEvent[] = []
+  p.on('endpointHealth', (e) => health.push(e))
+  await p.apply(svcWithEndpoints('udpout', '127.96.140.7', 53, [{ ip: '127.0.145.1', port: dead }, { ip: '127.0.145.2', port: good.port }], { protocol: 'UDP', annotations: fast('2', '1m') }))
+  const addr = p.address('default/udpout', 53)
+  const rt = runtime(p, 'udpout')
+  for (let i = 0; i < 12 && !health.some((e) => e.change === 'ejected'); i++) {
+    const c = await udpClient(t)
+    await c.request(`q${i}`, addr.port, addr.address, 3, 500)
+  }
+  t.equal(health.find((e) => e.change === 'ejected')?.endpoint, `127.0.145.1:${dead}`, 'the refusing endpoint is ejected')
+  const failures = rt.dialFailures
+  for (let i = 0; i < 6; i++) {
+    const c = await udpClient(t)
+    t.equal((await c.request(`r${i}`, addr.port, addr.address))?.data.toString(), `good:r${i}`)
+  }
+  t.equal(rt.dialFailures, failures, 'no session tried it since')
 })

@@ -2,6 +2,7 @@ import type { Backend } from '../balancer/backend.js'
 import type { OutlierSettings } from '../model/endpoint-health.js'
 import { formatDuration } from '../util/duration.js'
 import type { DataPlaneContext } from './contract.js'
+import { emitEndpointsChanged } from './endpoints-event.js'
 import { observed } from './events.js'
 import type { ServicePortRuntime } from './runtime.js'
 
@@ -137,9 +138,7 @@ export class EndpointHealth {
   /** Recomputes the balancer's set; tells 'endpoints' listeners when it changed. */
   refresh (): void {
     const rt = this.rt
-    if (!rt.refilter()) return
-    const ev = this.ctx.events
-    if (observed(ev, 'endpoints')) ev.emit('endpoints', { service: `${rt.namespace}/${rt.service}`, port: rt.portLabel, protocol: rt.state.port.protocol, endpoints: rt.balancer.endpoints.map((b) => b.key) })
+    if (rt.refilter()) emitEndpointsChanged(this.ctx.events, rt)
   }
 
   private emit (b: Backend, change: 'ejected' | 'returned' | 'check-down' | 'check-up', detail: string): void {

@@ -131,11 +131,12 @@ export function noteDialFailed (p: PairBase, error: string): void {
   if (b !== null) {
     b.dialFailures++
     ;(p.tried ??= []).push(b)
-    // Outlier detection (frontend/endpoint-health.ts): a field increment and a compare, until a run is long enough.
-    if (++b.consecutiveFailures >= rt.ejectAfter && rt.health !== null) rt.health.failedInARow(b, error)
+    b.consecutiveFailures++
   }
   const ev = p.fe.ctx.events
   if (observed(ev, 'dialFailed')) ev.emit('dialFailed', { ...baseEvent(p), endpoint: b?.key ?? '', attempt: p.attempt, error })
+  // Outlier detection (frontend/endpoint-health.ts): an increment and a compare, until a run is long enough.
+  if (b !== null && b.consecutiveFailures >= rt.ejectAfter && rt.health !== null) rt.health.failedInARow(b, error)
   p.endpoint = null
 }
 

@@ -303,10 +303,10 @@ function dialFailed (s: Session, error: string): void {
   const rt = s.rt
   rt.dialFailures++
   b.dialFailures++
-  if (++b.consecutiveFailures >= rt.ejectAfter && rt.health !== null) rt.health.failedInARow(b, error) // outlier detection
   rt.balancer.unpin(s.clientIP)
   const ev = s.host.ctx.events
   if (observed(ev, 'dialFailed')) ev.emit('dialFailed', { ...baseEvent(s), endpoint: b.key, attempt: s.attempt, error })
+  if (++b.consecutiveFailures >= rt.ejectAfter && rt.health !== null) rt.health.failedInARow(b, error) // outlier detection
   ;(s.tried ??= []).push(b)
   s.attempt++
   const next = s.attempt < DIAL_TIMEOUTS_MS.length ? untried(s) : undefined
