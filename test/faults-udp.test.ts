@@ -303,6 +303,16 @@ t.test('an unobserved proxy builds no event objects; a port without faults keeps
   p.faults.add({ service: 'default/other' }, { type: 'loss', attributes: { probability: 1 } })
   t.equal(rt.faults, null)
   t.equal((await c.request('y', addr.port, addr.address))?.data.toString(), 'e:y')
+  // Nobody listens: no session event, and no fault event when a toxic applies, is ever emitted.
+  const emitted: string[] = []
+  const emit = p.emit.bind(p)
+  p.emit = ((name: string, ...args: unknown[]) => { emitted.push(name); return (emit as (n: string, ...a: unknown[]) => boolean)(name, ...args) }) as typeof p.emit
+  p.faults.add({ service: 'default/plain' }, { type: 'duplicate', stream: 'upstream', attributes: { probability: 1 } })
+  const c2 = await udpClient(t)
+  c2.send('z', addr.port, addr.address)
+  t.ok(await until(() => be.got.length === 4), 'a new session, its datagram doubled')
+  await p.close()
+  t.same(emitted.filter((n) => ['accept', 'sessionOpen', 'sessionClose', 'fault', 'close', 'endpoint'].includes(n)), [])
 })
 
 t.test('latency with jitter stays within its bounds and loses nothing', async (t) => {
