@@ -131,6 +131,17 @@ export class EventOverflowError extends SvcproxyError {
   }
 }
 
+/**
+ * A fault (toxic) or its scope was refused by proxy.faults: the message names the field and what
+ * was expected (`toxic.attributes.latency: expected a number ≥ 0 ..., got -5`), or the toxic
+ * that already exists or does not. Nothing was changed.
+ */
+export class FaultError extends SvcproxyError {
+  constructor (message: string) {
+    super('SVCPROXY_FAULT', message)
+  }
+}
+
 /** A listener that could not bind: which service port, where, and why. */
 export interface BindFailure {
   /** `namespace/name`. */
@@ -184,6 +195,7 @@ export const ERROR_CODES = {
   SVCPROXY_UNREACHABLE: { class: 'UnreachableError', meaning: '`svcproxy status` found no svcproxy answering at the admin address' },
   SVCPROXY_BIND: { class: 'BindError', meaning: 'a write was applied but some of its listeners could not bind (createProxy strictBind); they are retried' },
   SVCPROXY_VIP: { class: 'VipError', meaning: 'the --vip-interface link cannot be managed: no CAP_NET_ADMIN, no `ip` command, or the link cannot be created' },
+  SVCPROXY_FAULT: { class: 'FaultError', meaning: 'a toxic or its scope was refused by proxy.faults (a field out of range, a duplicate or unknown name); nothing changed' },
   SVCPROXY_TIMEOUT: { class: 'WaitTimeoutError', meaning: 'proxy.waitFor() saw no matching event in time; the message names the event and the predicate' },
   SVCPROXY_EVENTS_OVERFLOW: { class: 'EventOverflowError', meaning: 'a proxy.events() iterator was not read fast enough and held more than its bufferSize events' },
 } as const satisfies Record<`SVCPROXY_${string}`, { class: string, meaning: string }>

@@ -21,6 +21,11 @@ export type { EndpointsChangedEvent } from './frontend/events.js'
 export type { ProxyEvent, ProxyEventName, WaitForOptions, EventsOptions } from './api/wait-for.js'
 export type { ExplainOptions, Explanation, EndpointVerdict } from './api/explain.js'
 
+// Faults ("toxics") a harness attaches to services, ports and endpoints: proxy.faults
+export { FaultRegistry } from './api/faults.js'
+export type { FaultScope, ToxicInput, Toxic, ScopedToxic, ToxicType, ToxicStream } from './faults/toxic.js'
+export type { FaultEvent } from './frontend/events.js'
+
 // Manifests: Kubernetes objects as svcproxy reads them
 export { parseDocument, parseObjects, readDocumentFile } from './model/document.js'
 export type { ParsedDocument } from './model/document.js'
@@ -37,7 +42,7 @@ export { parseDuration } from './util/duration.js'
 export {
   SvcproxyError, ValidationError, ConfigError, FileError, NotFoundError, ClosedError, StoreError,
   AdminListenError, UnreachableError, BindError, ERROR_CODES, formatIssue,
-  WaitTimeoutError, EventOverflowError,
+  WaitTimeoutError, EventOverflowError, FaultError,
 } from './errors.js'
 export type { ValidationIssue, ErrorCode, BindFailure } from './errors.js'
 

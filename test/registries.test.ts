@@ -100,6 +100,8 @@ function fakeMetricsInput (): MetricsInput {
     accepted: 1, active: 1, dialFailures: 0, dialRetries: 0, rejectedLimit: 0, noEndpoints: 0, udpSessionsActive: 0,
     sourceRangeDenied: 0, udpDrops: 0, bytesUp: 0, bytesDown: 0, udpDatagramsUp: 0, udpDatagramsDown: 0, selfLoopEndpoints: 0,
     dialDuration: observed(0.001), connectionDuration: observed(0.5),
+    faults: { activeByType: () => new Map([['latency', 1]]) },
+    faultCounts: { applied: new Map([['latency', 1]]), bytes: new Map([['latency', 10]]), datagrams: new Map([['loss', 1]]) },
     balancer: { affinityEntries: 0, endpoints: [endpoint] },
     endpoints: [endpoint], ejectionsTotal: 0, checksPassed: 0, checksFailed: 0,
   }

@@ -2,6 +2,7 @@ import type { ServiceProxy } from '../api/service-proxy.js'
 import type { ServicePortRuntime } from '../frontend/runtime.js'
 import type { SourceHealth } from '../sources/health.js'
 import type { Backend } from '../balancer/backend.js'
+import type { FaultCounts } from '../faults/fault-set.js'
 import { type FamilyName, METRIC_FAMILIES, type MetricFamily } from './families.js'
 import { Exposition, labels } from './metrics.js'
 import type { ProcessStats } from './process-stats.js'
@@ -42,6 +43,21 @@ const ENDPOINT: Array<[FamilyName, EpCounter]> = [
   ['svcproxy_endpoint_dial_failures_total', (b) => b.dialFailures],
   ['svcproxy_endpoint_affinity_hits_total', (b) => b.affinityHits],
 ]
+
+/** proxy.faults: per port and toxic type, only ports that have (or had) toxics have series. */
+function faultFamilies (x: Exposition, rts: ServicePortRuntime[], rtLabels: string[]): void {
+  open(x, 'svcproxy_faults_active')
+  rts.forEach((rt, i) => { for (const [type, n] of rt.faults?.activeByType() ?? []) x.sample(`${rtLabels[i] ?? ''},type="${type}"`, n) })
+  const counted: Array<[FamilyName, (c: FaultCounts) => Map<string, number>]> = [
+    ['svcproxy_fault_connections_total', (c) => c.applied],
+    ['svcproxy_fault_bytes_total', (c) => c.bytes],
+    ['svcproxy_fault_datagrams_total', (c) => c.datagrams],
+  ]
+  for (const [name, read] of counted) {
+    open(x, name)
+    rts.forEach((rt, i) => { for (const [type, n] of rt.faultCounts === null ? [] : read(rt.faultCounts)) x.sample(`${rtLabels[i] ?? ''},type="${type}"`, n) })
+  }
+}
 
 /** Opens a family with the type and help the table declares for it (lib/admin/families.ts). */
 function open (x: Exposition, name: FamilyName): Exposition {
@@ -89,6 +105,7 @@ export async function renderMetrics ({ proxy, health, process: proc }: MetricsIn
     x.sample(`${rtLabels[i] ?? ''},result="pass"`, rt.checksPassed)
     x.sample(`${rtLabels[i] ?? ''},result="fail"`, rt.checksFailed)
   })
+  faultFamilies(x, rts, rtLabels)
   open(x, 'svcproxy_self_loop_endpoints')
   rts.forEach((rt, i) => x.sample(rtLabels[i] ?? '', rt.selfLoopEndpoints))
   // Only service ports that carried a connection: 9 to 13 buckets each adds up with many ports.

@@ -37,6 +37,10 @@ export const METRIC_FAMILIES = {
   svcproxy_endpoints_ejected: { type: 'gauge', labels: PORT, help: 'Endpoints ejected by outlier detection now: they get no new connections until their ejection time is over.' },
   svcproxy_health_checks_total: { type: 'counter', labels: [...PORT, 'result'], help: 'Active health checks run against the service port\'s endpoints (annotation svcproxy.io/health-check). result: pass or fail.' },
   svcproxy_endpoints_check_down: { type: 'gauge', labels: PORT, help: 'Endpoints whose active health check fails now (or has not passed yet): they get no new connections.' },
+  svcproxy_faults_active: { type: 'gauge', labels: [...PORT, 'type'], help: 'Faults (toxics, proxy.faults) applying to the service port now, by type: its own, its service\'s and its endpoints\'. Only ports with toxics have series.' },
+  svcproxy_fault_connections_total: { type: 'counter', labels: [...PORT, 'type'], help: 'TCP connections and UDP sessions a toxic was applied to (after its toxicity roll), by type; down: dials it failed.' },
+  svcproxy_fault_bytes_total: { type: 'counter', labels: [...PORT, 'type'], help: 'Bytes a toxic delayed, throttled, sliced, dropped, held or cut off, by type (a byte counts once per toxic it went through).' },
+  svcproxy_fault_datagrams_total: { type: 'counter', labels: [...PORT, 'type'], help: 'UDP datagrams a toxic dropped, delayed, duplicated or reordered, by type.' },
   svcproxy_dial_duration_seconds: { type: 'histogram', labels: PORT, help: 'TCP: time from accept until an endpoint answered, the whole dial ladder included; one observation per connection that reached an endpoint.' },
   svcproxy_connection_duration_seconds: { type: 'histogram', labels: PORT, help: 'TCP: time from accept until both sides closed; one observation per connection.' },
 

@@ -25,6 +25,17 @@ const endpoint = {
   required: ['endpoint', 'nodeName', 'ready', 'active', 'accepted', 'dialFailures', 'bytesUp', 'bytesDown', 'eligible', 'ejected', 'ejectedUntil', 'ejections', 'consecutiveFailures', 'check'],
 } as const
 
+/** A toxic on the port (proxy.faults): attributes as given, per type. */
+const toxic = {
+  type: 'object',
+  properties: {
+    name: str, type: str, stream: str, toxicity: { type: 'number' },
+    attributes: { type: 'object', additionalProperties: true },
+    scope: { type: 'object', properties: { service: str, port: str, endpoint: str } },
+    applied: int, bytes: int, datagrams: int,
+  },
+} as const
+
 const servicePort = {
   type: 'object',
   properties: {
@@ -32,6 +43,7 @@ const servicePort = {
     frontends: { type: 'array', items: frontend },
     endpoints: { type: 'array', items: endpoint },
     active: int, accepted: int, dialFailures: int, bytesUp: int, bytesDown: int,
+    faults: { type: 'array', items: toxic },
   },
   required: ['id', 'namespace', 'name', 'port', 'protocol', 'clusterIP', 'type', 'frontends', 'endpoints', 'active', 'accepted'],
 } as const

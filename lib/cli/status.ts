@@ -84,6 +84,11 @@ export function renderStatus (doc: ServicesDoc): string[] {
     lines.push('')
     lines.push(...table(['SERVICE', 'PORT', 'ENDPOINT', 'NODE', 'READY', 'HEALTH', 'ACTIVE', 'ACCEPTED', 'DIAL-FAILS'], eps))
   }
+  const faults = sps.flatMap((s) => (s.faults ?? []).map((f) => [`${s.namespace}/${s.name}`, s.port, f.name, f.type, f.stream, String(f.toxicity), f.scope.endpoint ?? (f.scope.port === undefined ? 'service' : 'port'), Object.entries(f.attributes).map(([k, v]) => `${k}=${v}`).join(' ')]))
+  if (faults.length > 0) {
+    lines.push('', 'Faults (proxy.faults, or the Toxiproxy API):')
+    lines.push(...table(['SERVICE', 'PORT', 'TOXIC', 'TYPE', 'STREAM', 'TOXICITY', 'SCOPE', 'ATTRIBUTES'], faults))
+  }
   if (broken.length > 0) {
     lines.push('', 'Listeners in error (could not bind; retried with backoff, /readyz answers 503 meanwhile):')
     lines.push(...table(['SERVICE', 'PORT', 'ADDRESS', 'KIND', 'ERROR'], broken))

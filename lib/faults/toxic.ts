@@ -43,4 +43,10 @@ export interface Toxic {
 /** A toxic with where it applies (listings). */
 export interface ScopedToxic extends Toxic {
   scope: FaultScope
+  /** Connections (TCP) or sessions (UDP) it was applied to, after the toxicity roll (`down`: dials it failed). */
+  applied?: number
+  /** Bytes it affected: delayed, throttled, sliced, dropped, cut off, held. */
+  bytes?: number
+  /** UDP datagrams it affected: dropped, delayed, duplicated, reordered. */
+  datagrams?: number
 }

@@ -12,6 +12,7 @@ export const CLOSE_REASONS = [
   { reason: 'idle-timeout', meaning: 'no bytes either way for --tcp-idle-timeout (TCP) or --udp-timeout (UDP)' },
   { reason: 'shutdown', meaning: 'cut after --shutdown-grace, or close()' },
   { reason: 'removed', meaning: 'the endpoint or the service went away' },
+  { reason: 'fault', meaning: 'a fault (toxic) ended it: timeout, reset_peer or limit_data (proxy.faults)' },
 ] as const
 
 export type CloseReason = typeof CLOSE_REASONS[number]['reason']

@@ -1,4 +1,5 @@
 import { noteDialFailed, notePairFinished, type PairBase, pickEndpoint } from './pair.js'
+import { downFor } from './toxics.js'
 
 /**
  * kube-proxy's dial ladder: 4 attempts, each on the next endpoint, with growing timeouts.
@@ -15,7 +16,9 @@ export function dial (p: PairBase): void {
     return
   }
   p.endpoint = b
-  const error = p.connect(b)
+  // A `down` toxic (toxics.ts): refused at once, or a blackhole that the dial timeout below ends.
+  const down = p.rt.faults === null ? null : downFor(p, b, p.rt.faults)
+  const error = down === null ? p.connect(b) : down === 'refuse' ? `connect ECONNREFUSED ${b.key} (fault: down)` : ''
   if (error !== '') {
     dialFailed(p, error)
     return

@@ -7,12 +7,14 @@ import type { UvTcpHandle } from '../internals/uv-tcp.js'
 import { dialFailed } from './dial.js'
 import type { PairBase, PairHost } from './pair.js'
 import { acceptStream } from './stream-engine.js'
+import { acceptFaulty } from './toxic-pair.js'
 import { acceptHandle, enableUvEngine } from './uv-engine.js'
 
 const kFrontend = Symbol('svcproxy.frontend')
 
 interface FrontendServer extends Server { [kFrontend]: TcpFrontend }
-interface ListenHandle { [kFrontend]: TcpFrontend, onconnection: unknown }
+interface ListenHandle { [kFrontend]: TcpFrontend, [kNetAccept]: (err: number, h?: UvTcpHandle) => void, onconnection: unknown }
+const kNetAccept = Symbol('svcproxy.netAccept')
 
 /**
  * A TCP service port on one address: a listener whose accepted connections are each proxied
@@ -54,6 +56,7 @@ export class TcpFrontend implements Frontend, PairHost {
     const lh = this.ctx.engine === 'uv' && enableUvEngine() ? listenHandle(this.server) : null
     if (lh !== null) {
       (lh as ListenHandle)[kFrontend] = this
+      ;(lh as ListenHandle)[kNetAccept] = lh.onconnection as ListenHandle[typeof kNetAccept] // net's own: toxics take that path
       lh.onconnection = onHandleConnection
     }
     this.state = 'listening'
@@ -135,9 +138,14 @@ function onServerError (this: FrontendServer, err: NodeJS.ErrnoException): void 
 
 function onStreamConnection (this: FrontendServer, sock: Socket): void {
   const fe = this[kFrontend]
-  acceptStream(fe, sock, (!fe.checksSource || sourceAllowed(fe.rt, sock.remoteAddress ?? '')) && fe.admit())
+  const admitted = (!fe.checksSource || sourceAllowed(fe.rt, sock.remoteAddress ?? '')) && fe.admit()
+  if (fe.rt.faults !== null) acceptFaulty(fe, sock, admitted) // toxics on this port (toxic-pair.ts)
+  else acceptStream(fe, sock, admitted)
 }
 
 function onHandleConnection (this: ListenHandle, err: number, h?: UvTcpHandle): void {
-  acceptHandle(this[kFrontend], err, h)
+  const fe = this[kFrontend]
+  // Toxics on this port: net's accept makes a net.Socket and emits 'connection' (above).
+  if (fe.rt.faults !== null) this[kNetAccept](err, h)
+  else acceptHandle(fe, err, h)
 }
