@@ -26,7 +26,7 @@ const FIRST_CHECK_MAX_MS = 1000
 export function syncEndpointHealth (rt: ServicePortRuntime, ctx: DataPlaneContext): void {
   const a = rt.state.service.annotations
   const outlier = outlierSettingsOf(a, ctx.outlier ?? DEFAULT_OUTLIER)
-  let h = rt.health
+  let h = rt.health instanceof EndpointHealth ? rt.health : null
   if (h === null) rt.health = (h = new EndpointHealth(rt, ctx, outlier))
   else h.configure(outlier)
   const want = rt.state.port.protocol === 'TCP' ? healthCheckOf(a) : null

@@ -4,7 +4,7 @@ import { formatDuration } from '../util/duration.js'
 import type { DataPlaneContext } from './contract.js'
 import { emitEndpointsChanged } from './endpoints-event.js'
 import { observed } from './events.js'
-import type { ServicePortRuntime } from './runtime.js'
+import type { PortHealth, ServicePortRuntime } from './runtime.js'
 
 /** What the active checker (dataplane/endpoint-checks.ts) offers the runtime: stopped with it. */
 export interface ActiveChecker {
@@ -20,7 +20,7 @@ export interface ActiveChecker {
  * ejects, returns on time (one unref'd timer per port, armed only while an endpoint is
  * ejected), recomputes the balancer's set (rt.refilter) and tells (log, event, metrics).
  */
-export class EndpointHealth {
+export class EndpointHealth implements PortHealth {
   readonly rt: ServicePortRuntime
   readonly ctx: DataPlaneContext
   outlier: OutlierSettings
@@ -149,20 +149,4 @@ export class EndpointHealth {
 
 function onEjectionTimer (h: EndpointHealth): void {
   h.sweep()
-}
-
-/**
- * The endpoints of `list` that take new connections: not ejected and not failing an active
- * check. Never empty when `list` is not: if checks fail everywhere, the ones not ejected stay
- * (then all of them) — a port is not made dark by its own health checks.
- * Returns `list` itself when nothing is excluded (the common case allocates nothing).
- */
-export function eligible (list: Backend[]): Backend[] {
-  let excluded = false
-  for (const b of list) if (b.ejected || b.check === 'down' || b.check === 'pending') { excluded = true; break }
-  if (!excluded) return list
-  const ok = list.filter((b) => !b.ejected && b.check !== 'down' && b.check !== 'pending')
-  if (ok.length > 0) return ok
-  const notEjected = list.filter((b) => !b.ejected)
-  return notEjected.length > 0 ? notEjected : list
 }

@@ -8,7 +8,6 @@ import { isLocalAddress } from '../model/ip.js'
 import { selfLoopOf } from '../model/self-loop.js'
 import { Histogram } from '../util/histogram.js'
 import type { FaultCounts, FaultSet } from '../faults/fault-set.js'
-import { eligible, type EndpointHealth } from './endpoint-health.js'
 
 /**
  * The live side of one service port: its balancer, its endpoints (Backend objects kept
@@ -34,7 +33,7 @@ export class ServicePortRuntime {
   /** Outlier detection: dial failures in a row that eject an endpoint (read on the data path); Infinity when off. */
   ejectAfter = Infinity
   /** Outlier ejection and active checks (frontend/endpoint-health.ts), set up by the data plane. */
-  health: EndpointHealth | null = null
+  health: PortHealth | null = null
   /** Ejections since start (svcproxy_endpoint_ejections_total); active checks that passed and failed. */
   ejectionsTotal = 0
   checksPassed = 0
@@ -161,6 +160,36 @@ export class ServicePortRuntime {
     this.health?.close()
     this.health = null
   }
+}
+
+/**
+ * What the runtime and the data path need of a port's endpoint health; frontend/endpoint-health.ts
+ * implements it (declared here so that the runtime does not import it: no import cycle).
+ */
+export interface PortHealth {
+  /** `b` failed its dials `ejectAfter` times in a row or more. */
+  failedInARow (b: Backend, error: string): void
+  /** Endpoints ejected now. */
+  ejectedCount (): number
+  /** The active checker, when the service asks for checks. */
+  readonly checker: { stop (): void } | null
+  close (): void
+}
+
+/**
+ * The endpoints of `list` that take new connections: not ejected and not failing an active
+ * check. Never empty when `list` is not: if checks fail everywhere, the ones not ejected stay
+ * (then all of them) — a port is not made dark by its own health checks.
+ * Returns `list` itself when nothing is excluded (the common case allocates nothing).
+ */
+export function eligible (list: Backend[]): Backend[] {
+  let excluded = false
+  for (const b of list) if (b.ejected || b.check === 'down' || b.check === 'pending') { excluded = true; break }
+  if (!excluded) return list
+  const ok = list.filter((b) => !b.ejected && b.check !== 'down' && b.check !== 'pending')
+  if (ok.length > 0) return ok
+  const notEjected = list.filter((b) => !b.ejected)
+  return notEjected.length > 0 ? notEjected : list
 }
 
 /** Seconds: 0.5 ms to ~4 s (the dial ladder gives up after 3.75 s). */
