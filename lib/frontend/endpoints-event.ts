@@ -13,13 +13,9 @@ export function emitEndpointsChanged (events: EventEmitter, rt: ServicePortRunti
     service: `${rt.namespace}/${rt.service}`,
     port: rt.portLabel,
     protocol: rt.state.port.protocol,
-    endpoints: removed ? [] : rt.balancer.endpoints.filter(inRotation).map((b) => b.key),
+    // The balancer's set is what takes new connections (endpoint health keeps ejected ones out of it).
+    endpoints: removed ? [] : rt.balancer.endpoints.map((b) => b.key),
   }
   events.emit('endpoints', e)
 }
 
-/** Not ejected by outlier detection and not failing an active check (fields of balancer/backend.ts, when present). */
-function inRotation (b: object): boolean {
-  const h = b as { ejected?: boolean, check?: string }
-  return h.ejected !== true && h.check !== 'down'
-}
