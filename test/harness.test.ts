@@ -7,7 +7,7 @@ import { connect } from 'node:net'
 import t from 'tap'
 import { ClosedError, ConfigError, EventOverflowError, type ServiceProxy, WaitTimeoutError } from '../lib/index.js'
 import type { EndpointsChangedEvent } from '../lib/frontend/events.js'
-import { fetchAll, nameServer, svcWithEndpoints, testProxy, until } from './helpers.js'
+import { fetchAll, nameServer, svcWithEndpoints, testProxy, udpClient, udpServer, until } from './helpers.js'
 
 type Raw = Record<string, unknown>
 type T = { teardown: (fn: () => unknown) => void }
@@ -179,6 +179,16 @@ t.test('an unobserved proxy builds no event objects (emit is never called), an o
   await p.apply(svcWithEndpoints('web', '127.96.40.8', 80, [a!]))
   const addr = p.address('default/web', 80)
   t.equal(await fetchAll(addr.address, addr.port), a!.name)
+  // A UDP session and faults on both paths: still nothing.
+  const u = await udpServer(t, 'u')
+  await p.apply(svcWithEndpoints('dns', '127.96.40.9', 53, [{ ip: '127.0.0.1', port: u.port }], { protocol: 'UDP' }))
+  p.faults.add({ service: 'default/web' }, { type: 'latency', attributes: { latency: 1 } })
+  p.faults.add({ service: 'default/dns' }, { type: 'latency', attributes: { latency: 1 } })
+  t.equal(await fetchAll(addr.address, addr.port), a!.name)
+  const dns = p.address('default/dns', 53)
+  const c = await udpClient(t)
+  t.equal(String((await c.request('q', dns.port, dns.address, 5))?.data), 'u:q')
+  await p.delete('Service default/dns')
   await p.apply(svcWithEndpoints('web', '127.96.40.8', 80, []))
   t.same(emitted, [], 'nothing emitted without listeners')
   await p.apply(svcWithEndpoints('web', '127.96.40.8', 80, [a!]))
