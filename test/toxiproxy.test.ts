@@ -173,6 +173,48 @@ t.test('status codes and error bodies are Toxiproxy\'s', async (t) => {
   t.equal((await call(`${url}/proxies/a`, 'DELETE')).status, 204)
 })
 
+t.test('created disabled, moved, on IPv6; back after a source replaces the whole table', async (t) => {
+  const { url, toxiproxy, proxy } = await setup(t)
+  const echo = await echoServer(t)
+  const p = await toxiproxy.createProxy({ name: 'later', listen: '127.0.0.1:0', upstream: `127.0.0.1:${echo.port}`, enabled: false } as Parameters<typeof toxiproxy.createProxy>[0])
+  t.equal(p.enabled, false, 'created disabled: nothing listens yet')
+  t.equal(p.listen, '127.0.0.1:0')
+  await p.addToxic({ type: 'latency', attributes: { latency: 300 } } as Parameters<typeof p.addToxic>[0])
+  t.match(await call(`${url}/proxies/later/toxics`, 'POST', { type: 'latency', name: 'bad', attributes: { latency: -1 } }), { status: 400 }, 'a disabled proxy\'s toxics are checked too')
+  const on = await p.update({ ...p.toJson(), enabled: true })
+  const at = hostPort(on.listen)
+  t.ok(at.port > 0, `enabled: listening on ${on.listen}`)
+  t.ok((await echoTime(at.host, at.port)).ms >= 300, 'with the toxic added while it was disabled')
+
+  // A second proxy on the same address is a second port of the same Service.
+  const q = await toxiproxy.createProxy({ name: 'second', listen: '127.0.0.1:0', upstream: `127.0.0.1:${echo.port}` })
+  t.equal(proxy.table.statesOf('toxiproxy/listen-127-0-0-1').length, 2, 'one Service per listen address, a port per proxy')
+  t.equal((await echoTime(at.host, at.port)).reply, 'ping', 'the first one keeps serving')
+
+  // Moved: a new listen address closes the old listener; its toxics follow it.
+  await q.addToxic({ type: 'latency', stream: 'upstream', attributes: { latency: 300 } } as Parameters<typeof q.addToxic>[0])
+  const movedPort = await freePort('127.0.0.2')
+  const moved = await q.update({ ...q.toJson(), listen: `127.0.0.2:${movedPort}` })
+  t.equal(moved.listen, `127.0.0.2:${movedPort}`)
+  const there = await echoTime('127.0.0.2', movedPort, 'moved')
+  t.equal(there.reply, 'moved')
+  t.ok(there.ms >= 300, `its toxic moved with it (${there.ms.toFixed(0)} ms)`)
+  t.same(proxy.faults.list({ service: 'toxiproxy/listen-127-0-0-1' }).map((x) => x.name), ['latency_downstream'], 'and left the old address\'s Service')
+  t.equal(await probe('127.0.0.1', hostPort(q.listen).port), 'refused', 'the old address is closed')
+
+  const v6 = await call(`${url}/proxies`, 'POST', { name: 'v6', listen: '[::1]:0', upstream: `127.0.0.1:${echo.port}` })
+  t.equal(v6.status, 201, v6.text)
+  const v6at = (JSON.parse(v6.text) as { listen: string }).listen
+  t.match(v6at, /^\[::1\]:\d+$/)
+  t.equal((await echoTime('::1', Number(v6at.slice(v6at.lastIndexOf(':') + 1)), 'six')).reply, 'six', 'an IPv6 listen address serves')
+
+  // A source that replaces the whole table (run --config reloading its file) removes the
+  // Services behind API proxies: the API writes them again.
+  await proxy.replace([])
+  t.ok(await until(async () => await probe(at.host, at.port) === 'open' && await probe('127.0.0.2', movedPort) === 'open'), 'API proxies serve again after a replace')
+  t.ok((await echoTime(at.host, at.port)).ms >= 300, 'with their toxics')
+})
+
 t.test('a Kubernetes service port is a proxy name.namespace:port, and its toxics apply to the service', async (t) => {
   const { url, toxiproxy, proxy } = await setup(t)
   const be = await nameServer(t, 'pod-a')

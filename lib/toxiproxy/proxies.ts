@@ -104,6 +104,23 @@ export class ApiProxies {
     try { this.faults().clear(scope) } catch {}
   }
 
+  /**
+   * Writes again the Service of every address where an enabled proxy's port is missing from the
+   * table: a source that replaces the whole table (`run --config` reloading its file) removed it.
+   */
+  async heal (): Promise<void> {
+    const hosts = new Set<string>()
+    for (const p of this.byName.values()) {
+      if (!p.enabled || p.at === null) continue
+      const states = this.proxy.table.statesOf(`${API_NAMESPACE}/${hostServiceName(p.at.host)}`)
+      if (!states.some((st) => st.port.name === `p${p.id}`)) hosts.add(p.at.host)
+    }
+    for (const host of hosts) {
+      await this.applyHost(host)
+      for (const p of this.byName.values()) if (p.enabled && p.at?.host === host) p.listen = this.boundListen(p)
+    }
+  }
+
   /** Resolves `listen` and `upstream` for a proxy that is not started: a bad address is a 400 at once. */
   private async checkAddresses (p: ApiProxy): Promise<void> {
     await listenAddress(p.listen)

@@ -3,9 +3,11 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import pino, { type Logger } from 'pino'
 import { isLoopback, parseBindAddress } from '../admin/server.js'
 import type { ServiceProxy } from '../api/service-proxy.js'
-import { AdminListenError, ConfigError } from '../errors.js'
+import { AdminListenError, ClosedError, ConfigError } from '../errors.js'
 import { ApiFailure, readJson, sendEmpty, sendFailure, sendJson } from './http.js'
 import { ToxiproxyApi } from './routes.js'
+import { API_NAMESPACE } from './proxies.js'
+import type { EndpointsChangedEvent } from '../frontend/events.js'
 
 export interface ToxiproxyApiOptions {
   /** `IP:PORT` to listen on (Toxiproxy's is 127.0.0.1:8474); port 0 picks a free port. */
@@ -100,6 +102,11 @@ export async function startToxiproxyApi (proxy: ServiceProxy, opts: ToxiproxyApi
   const log = opts.logger ?? pino({ level: 'silent' })
   const addr = checkToxiproxyAddress(opts.address, opts.allowRemote === true)
   const api = new ToxiproxyApi(proxy)
+  // A port of an API proxy gone without the API removing it: a source replaced the whole table.
+  const onEndpoints = (ev: EndpointsChangedEvent): void => {
+    if (ev.endpoints.length > 0 || !ev.service.startsWith(`${API_NAMESPACE}/listen-`)) return
+    api.serial(() => api.proxies.heal()).catch((err: unknown) => { if (!(err instanceof ClosedError)) log.error({ err: (err as Error).message }, 'toxiproxy API: cannot restore its proxies after the table was replaced') })
+  }
   const server: Server = createServer((req, res) => { void handle(api, req, res, log) })
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
@@ -113,9 +120,11 @@ export async function startToxiproxyApi (proxy: ServiceProxy, opts: ToxiproxyApi
   const url = `http://${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${port}`
   if (!isLoopback(addr.host)) log.warn({ address: url }, 'toxiproxy API bound to a non-loopback address: anyone on the network can change what this proxy serves')
   log.info({ address: url }, 'toxiproxy API listening')
+  proxy.on('endpoints', onEndpoints)
   return {
     url,
     close: async () => {
+      proxy.off('endpoints', onEndpoints)
       await new Promise<void>((resolve) => {
         server.close(() => resolve())
         server.closeAllConnections()
