@@ -328,3 +328,27 @@ t.test('latency with jitter stays within its bounds and loses nothing', async (t
   t.ok(performance.now() - t0 >= 10, 'none before latency - jitter')
   t.equal(affected(p, 'jit', 'latency'), 50)
 })
+
+t.test('a latency toxic holds at most FAULT_HOLD_MAX_DATAGRAMS per session and stream; the rest is dropped and counted', async (t) => {
+  const { FAULT_HOLD_MAX_DATAGRAMS } = await import('../lib/udp/toxics.js')
+  const be = await recorder(t, '127.0.83.1')
+  const p = testProxy(t)
+  await p.apply(svcWithEndpoints('cap', '127.61.0.17', 53, [{ ip: '127.0.83.1', port: be.port }], UDP))
+  p.faults.add({ service: 'default/cap' }, { type: 'latency', stream: 'upstream', attributes: { latency: 60_000 } })
+  const addr = p.address('default/cap', 53)
+  const c = await udpClient(t)
+  const rt = runtime(p, 'cap')
+  const extra = 50
+  // In batches, each seen through before the next, so no socket buffer on the way overflows.
+  for (let sent = 0; sent < FAULT_HOLD_MAX_DATAGRAMS + extra;) {
+    const n = Math.min(100, FAULT_HOLD_MAX_DATAGRAMS + extra - sent)
+    for (let i = 0; i < n; i++) c.send(`c${sent + i}`, addr.port, addr.address)
+    sent += n
+    t.ok(await until(() => affected(p, 'cap', 'latency') + rt.udpDrops === sent), `${sent} accounted for`)
+  }
+  t.equal(affected(p, 'cap', 'latency'), FAULT_HOLD_MAX_DATAGRAMS, 'the queue is full')
+  t.equal(rt.udpDrops, extra, 'the rest dropped (fault-queue-full)')
+  t.same(be.got, [])
+  await p.close()
+  t.equal(rt.udpDrops, extra + FAULT_HOLD_MAX_DATAGRAMS, 'what was held is dropped at close (session-ended)')
+})
