@@ -137,11 +137,9 @@ export class ToxiproxyApi {
 
   /** POST /reset: every proxy enabled, every toxic removed. */
   async reset (): Promise<void> {
-    for (const p of this.proxies.byName.values()) {
-      p.toxics = []
-      await this.proxies.start(p)
-    }
-    this.faults().clear()
+    for (const p of this.proxies.byName.values()) p.toxics = []
+    this.faults().clear() // first: a proxy that cannot start again (500) leaves no toxic behind
+    for (const p of this.proxies.byName.values()) await this.proxies.start(p)
   }
 
   toxics (name: string): ToxicJson[] {
