@@ -1,6 +1,7 @@
 // The harness API (issue 13, parts 2, 3, 5): awaitable events (waitFor, the events iterator, the
 // 'endpoints' event), determinism (createProxy({ seed }), explain()), and many proxies in one
 // process that never collide and leave nothing open. Real sockets on 127.x addresses.
+import { createHook } from 'node:async_hooks'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { connect } from 'node:net'
@@ -403,4 +404,38 @@ t.test('bench/harness.ts runs end to end and finds nothing left open (tiny count
   t.equal(f.alive.withFault, true, 'each proxy had its fault')
   t.equal(f.alive.leftOpen, 0)
   t.same(f.alive.undestroyed, {})
+})
+
+t.test('close() leaves nothing behind while faults hold data: TCP and UDP, unref\'d timers included (async_hooks)', async (t) => {
+  const [a] = await backends(t, 1)
+  const u = await udpServer(t, 'u')
+  const c = await udpClient(t)
+  const live = new Map<number, string>()
+  const tracked = new Set(['TCPWRAP', 'TCPSERVERWRAP', 'UDPWRAP', 'Timeout', 'TCPCONNECTWRAP'])
+  const hook = createHook({
+    init (id, type) { if (tracked.has(type)) live.set(id, type) },
+    destroy (id) { live.delete(id) },
+  }).enable()
+  t.teardown(() => { hook.disable() })
+  const p = testProxy(t, { udpTimeoutMs: 60_000 })
+  await p.apply([...svcWithEndpoints('web', '127.96.46.1', 80, [a!]), ...svcWithEndpoints('dns', '127.96.46.2', 53, [{ ip: '127.0.0.1', port: u.port }], { protocol: 'UDP' })])
+  p.faults.add({ service: 'default/web' }, { type: 'latency', stream: 'downstream', attributes: { latency: 60_000 } })
+  p.faults.add({ service: 'default/dns' }, { type: 'latency', stream: 'downstream', attributes: { latency: 60_000 } })
+  const web = p.address('default/web', 80)
+  const dns = p.address('default/dns', 53)
+  const held = p.waitFor('fault', (e) => e.protocol === 'TCP')
+  const heldUdp = p.waitFor('sessionOpen')
+  const s = connect(web.port, web.address)
+  s.on('error', () => {})
+  await once(s, 'connect')
+  c.send('q', dns.port, dns.address)
+  await held
+  await heldUdp
+  t.ok(await until(() => u.received() === 1), 'the datagram reached the endpoint; its reply is held')
+  const ours = [...live.values()]
+  t.ok(ours.length > 0, `followed while held: ${ours.join(', ')}`)
+  await p.close()
+  s.destroy()
+  const gone = await until(() => live.size === 0)
+  t.ok(gone, `nothing left undestroyed after close: ${[...live.values()].join(', ') || 'none'}`)
 })
