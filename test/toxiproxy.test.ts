@@ -231,6 +231,8 @@ t.test('a Kubernetes service port is a proxy name.namespace:port, and its toxics
   t.equal(web?.enabled, true)
 
   const k = await toxiproxy.get('web.default:http')
+  t.same(k.toJson(), web?.toJson(), 'GET /proxies/{name} answers as the listing does')
+  t.equal((await call(`${url}/proxies/web.default:9999`, 'GET')).status, 404, 'a port the service does not have')
   const lag = await k.addToxic({ type: 'latency', attributes: { latency: 300 } } as Parameters<typeof k.addToxic>[0])
   t.same(proxy.faults.list({ service: 'default/web' }).map((x) => [x.name, x.scope.port]), [['latency_downstream', 'http']], 'the toxic is on the service port')
   const t0 = performance.now()

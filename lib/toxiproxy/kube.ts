@@ -31,9 +31,21 @@ export function kubeProxies (proxy: ServiceProxy, owns: (namespace: string, name
   return out
 }
 
-/** The one named `name`, or undefined; only names of the `x.y:z` shape are looked up. */
+/**
+ * The one named `name`, or undefined: looked up in the table and the frontends directly (no
+ * status() of every port per request), the same answer kubeProxies() gives for it.
+ */
 export function kubeProxy (proxy: ServiceProxy, owns: (namespace: string, name: string) => boolean, name: string): KubeProxy | undefined {
   const m = /^([a-z0-9-]+)\.([a-z0-9-]+):([a-z0-9-]+)$/.exec(name)
   if (m === null) return undefined
-  return kubeProxies(proxy, owns).find((k) => k.name === name)
+  const [, svc = '', ns = '', port = ''] = m
+  if (owns(ns, svc)) return undefined
+  const st = proxy.table.statesOf(`${ns}/${svc}`).find((s) => (s.port.name === '' ? String(s.port.port) : s.port.name) === port)
+  if (st === undefined) return undefined
+  for (const fe of proxy.dataplane.frontends.values()) {
+    if (fe.spec.runtimeId !== st.id || fe.spec.kind !== 'clusterIP') continue
+    const first = proxy.dataplane.runtimes.get(st.id)?.balancer.endpoints[0]?.key ?? st.endpoints[0]?.key ?? ''
+    return { name, listen: joinHostPort(fe.spec.host, fe.boundPort !== 0 ? fe.boundPort : fe.spec.port), upstream: first, scope: { service: `${ns}/${svc}`, port } }
+  }
+  return undefined
 }
