@@ -6,6 +6,9 @@ import { connect } from 'node:net'
 import type { DialFailedEvent, EndpointEvent, ServiceProxy } from '../lib/index.js'
 import type { EndpointHealthEvent } from '../lib/frontend/events.js'
 import type { ServicePortRuntime } from '../lib/frontend/runtime.js'
+import { renderMetrics } from '../lib/admin/collect.js'
+import { ProcessStats } from '../lib/admin/process-stats.js'
+import { renderStatus } from '../lib/cli/status.js'
 import { captureLogger, fetchAll, freePort, nameServer, svcWithEndpoints, testProxy, udpClient, udpClosedPort, udpServer, until } from './helpers.js'
 
 function runtime (p: ServiceProxy, name: string): ServicePortRuntime {
@@ -63,6 +66,14 @@ t.test('a refusing endpoint is ejected after N failures in a row, gets no connec
   t.equal(st?.ejected, true)
   t.equal(st?.eligible, false)
   t.ok(lines.some((l) => l.level === 40 && typeof l.msg === 'string' && l.msg.startsWith('endpoint ejected') && l.endpoint === dead), 'logged at warn, once')
+  const proc = new ProcessStats()
+  t.teardown(() => proc.close())
+  const scrape = await renderMetrics({ proxy: p, health: () => ({ kind: 'api', synced: true, stale: false, reason: '', lastSyncedAt: 0, revision: 1 }), process: proc })
+  t.match(scrape, /^svcproxy_endpoint_ejections_total\{namespace="default",service="outl",port="80"\} 1$/m, 'svcproxy_endpoint_ejections_total')
+  t.match(scrape, /^svcproxy_endpoints_ejected\{namespace="default",service="outl",port="80"\} 1$/m, 'svcproxy_endpoints_ejected')
+  t.match(scrape, /^svcproxy_dial_duration_seconds_count\{namespace="default",service="outl",port="80"\} [1-9]/m, 'dial latency histogram')
+  const table = renderStatus({ revision: 1, services: p.status() }).join('\n')
+  t.match(table, new RegExp(`${dead.replace(/\./g, '\\.')}\\s+<none>\\s+true\\s+ejected \\(\\d+s left, 1 ejection\\)`), 'svcproxy status shows it')
 
   const accepted = a.accepted() + b.accepted()
   for (let i = 0; i < 20 && !health.some((e) => e.change === 'returned'); i++) t.match(await fetchAll(addr.address, addr.port), /^[ab]$/)

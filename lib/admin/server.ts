@@ -204,7 +204,7 @@ function endpointRows (proxy: ServiceProxy): EndpointRow[] {
         endpoint: b.key, nodeName: b.nodeName, ready: b.ready,
         active: b.active, accepted: b.accepted, dialFailures: b.dialFailures, bytesUp: b.bytesUp, bytesDown: b.bytesDown,
         affinityHits: b.affinityHits, udpDatagramsUp: b.udpDatagramsUp, udpDatagramsDown: b.udpDatagramsDown,
-        eligible: rt.balancer.endpoints.includes(b), ejected: b.ejected, ejectedUntil: b.ejectedUntil, ejections: b.ejectionsTotal, consecutiveFailures: b.consecutiveFailures, check: b.check,
+        eligible: rt.inRotation(b), ejected: b.ejected, ejectedUntil: b.ejectedUntil, ejections: b.ejectionsTotal, consecutiveFailures: b.consecutiveFailures, check: b.check,
       })
     }
   }

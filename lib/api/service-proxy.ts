@@ -267,7 +267,7 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
         sessionAffinity: st.service.sessionAffinity,
         proxyProtocol: effectiveMode(proxyProtocolOf(st.service.annotations), this.dataplane.ctx.proxyProtocol, st.port.protocol),
         frontends: byRt.get(st.id) ?? [],
-        endpoints: eps.map((b) => ({ endpoint: b.key, nodeName: b.nodeName, ready: b.ready, active: b.active, accepted: b.accepted, dialFailures: b.dialFailures, bytesUp: b.bytesUp, bytesDown: b.bytesDown, eligible: rt?.balancer.endpoints.includes(b) ?? true, ejected: b.ejected, ejectedUntil: b.ejectedUntil, ejections: b.ejectionsTotal, consecutiveFailures: b.consecutiveFailures, check: b.check })),
+        endpoints: eps.map((b) => ({ endpoint: b.key, nodeName: b.nodeName, ready: b.ready, active: b.active, accepted: b.accepted, dialFailures: b.dialFailures, bytesUp: b.bytesUp, bytesDown: b.bytesDown, eligible: rt?.inRotation(b) ?? true, ejected: b.ejected, ejectedUntil: b.ejectedUntil, ejections: b.ejectionsTotal, consecutiveFailures: b.consecutiveFailures, check: b.check })),
         active: rt === undefined ? 0 : rt.active + rt.udpSessionsActive,
         accepted: rt?.accepted ?? 0,
         dialFailures: rt?.dialFailures ?? 0,

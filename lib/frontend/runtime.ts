@@ -155,6 +155,12 @@ export class ServicePortRuntime {
     return changed
   }
 
+  /** True if `b` takes new connections (is in the balancer's set). Control path: O(1) unless some endpoint is out. */
+  inRotation (b: Backend): boolean {
+    const eps = this.balancer.endpoints
+    return eps === this.endpoints || eps.includes(b) || this.localEndpoints.includes(b)
+  }
+
   /** The runtime is gone: stops its ejection timer and active checks. */
   close (): void {
     this.health?.close()
