@@ -71,8 +71,11 @@ export interface Child<T> {
   name: string
   pid: number
   data: T
-  /** CPU µs used so far by the child process (all its threads). */
-  cpu: () => Promise<{ user: number, system: number }>
+  /**
+   * CPU µs used so far by the child process (all its threads); `total`, when given, is the exact
+   * run time (user + system as given are then only its split, in 10 ms steps: nginx, HAProxy).
+   */
+  cpu: () => Promise<{ user: number, system: number, total?: number }>
   stop: () => Promise<void>
 }
 

@@ -13,21 +13,33 @@ import { parseArgs } from 'node:util'
 import { type BalancerFigures, report as balancersReport, runBalancers } from './balancers.js'
 import { type Backends, type Child, type Endpoint, type ProxyAddresses, startChild } from './child.js'
 import { type HarnessFigures, report as harnessReport } from './harness.js'
-import { bulk, httpClose, httpKeepAlive, type Measured, udpClosedLoop } from './workloads.js'
+import { type ExternalName, missing, startExternal } from './external.js'
+import { writeChart } from './chart.js'
+import { bulk, httpClose, httpKeepAlive, httpSequential, type Measured, udpClosedLoop } from './workloads.js'
 
-export type Workload = 'http-keepalive' | 'http-close' | 'bulk' | 'udp'
-export type Target = 'direct' | 'naive' | 'svcproxy'
-export const WORKLOADS: Workload[] = ['http-keepalive', 'http-close', 'bulk', 'udp']
-export const TARGETS: Target[] = ['direct', 'naive', 'svcproxy']
+export type Workload = 'http-keepalive' | 'http-close' | 'bulk' | 'udp' | 'latency'
+export type Target = 'direct' | 'naive' | 'svcproxy' | 'nginx' | 'haproxy'
+export const WORKLOADS: Workload[] = ['http-keepalive', 'http-close', 'bulk', 'udp', 'latency']
+export const TARGETS: Target[] = ['direct', 'naive', 'svcproxy', 'nginx', 'haproxy']
+/** Targets that are other programs, started by the bench when installed (bench/external.ts). */
+const EXTERNAL: ReadonlySet<Target> = new Set<Target>(['nginx', 'haproxy'])
 
-/** Ratio targets svcproxy/naive of proxy CPU per unit (issue #7). */
-export const CPU_RATIO_TARGET: Record<Workload, number> = { 'http-keepalive': 0.80, 'http-close': 0.60, bulk: 1.00, udp: 0.80 }
+/** Ratio targets svcproxy/naive of proxy CPU per unit (issue #7); the latency probe has none. */
+export const CPU_RATIO_TARGET: Record<Workload, number | null> = { 'http-keepalive': 0.80, 'http-close': 0.60, bulk: 1.00, udp: 0.80, latency: null }
+/**
+ * Ratio targets svcproxy/nginx of proxy CPU per unit (issue #17). UDP: no worse than when the
+ * issue was written (1.41×); its floor in JavaScript is in docs/performance.md.
+ */
+export const NGINX_RATIO_TARGET: Record<Workload, number | null> = { 'http-keepalive': 1.10, 'http-close': 1.40, bulk: 1.00, udp: 1.41, latency: null }
+/** Issue #17: svcproxy's added p50 latency (latency probe) at most nginx's plus this, µs. */
+export const ADDED_P50_SLACK_US = 20
 
 const UNITS: Record<Workload, { rate: string, cpu: string }> = {
   'http-keepalive': { rate: 'req/s', cpu: 'µs/req' },
   'http-close': { rate: 'req/s', cpu: 'µs/req' },
   bulk: { rate: 'MB/s', cpu: 's/GB' },
   udp: { rate: 'pairs/s', cpu: 'µs/pair' },
+  latency: { rate: 'req/s', cpu: 'µs/req' },
 }
 
 export interface Row {
@@ -52,6 +64,14 @@ export interface Row {
   /** svcproxy rows: cpuPerUnit / naive's cpuPerUnit. */
   ratio: number | null
   ratioTarget: number | null
+  /** Every proxy row: cpuPerUnit / nginx's cpuPerUnit (same run); the target for svcproxy's. */
+  ratioNginx?: number | null
+  ratioNginxTarget?: number | null
+  /** p50/p99 minus direct's, µs: workloads timed finer than 1 ms (not autocannon's keep-alive, not bulk). */
+  addedP50Us?: number | null
+  addedP99Us?: number | null
+  /** latency rows of svcproxy: the most its added p50 may be (nginx's + ADDED_P50_SLACK_US). */
+  addedP50TargetUs?: number | null
   /** Every measured repetition (the row's figures are their medians). */
   reps: Rep[]
 }
@@ -78,14 +98,17 @@ interface Params {
   udpPairs: number
   udpClients: number
   udpWindow: number
+  /** Added-latency probe: keep-alive connections, each one request at a time, this many requests each. */
+  latencyConnections: number
+  latencyRequests: number
   /** Fraction of each workload run first, unmeasured, on every target (JIT, pools). */
   warmup: number
   /** Measured repetitions per workload × target, interleaved across targets; the table shows medians. */
   reps: number
 }
 
-const FULL: Params = { keepAliveRequests: 200_000, keepAliveConnections: 50, closeRequests: 20_000, closeConcurrency: 50, bulkBytes: 1024 ** 3, udpPairs: 100_000, udpClients: 8, udpWindow: 8, warmup: 0.1, reps: 3 }
-const QUICK: Params = { keepAliveRequests: 2_000, keepAliveConnections: 50, closeRequests: 300, closeConcurrency: 20, bulkBytes: 16 * 1024 ** 2, udpPairs: 2_000, udpClients: 4, udpWindow: 4, warmup: 0.1, reps: 1 }
+const FULL: Params = { keepAliveRequests: 200_000, keepAliveConnections: 50, closeRequests: 20_000, closeConcurrency: 50, bulkBytes: 1024 ** 3, udpPairs: 100_000, udpClients: 8, udpWindow: 8, latencyConnections: 4, latencyRequests: 5_000, warmup: 0.1, reps: 3 }
+const QUICK: Params = { keepAliveRequests: 2_000, keepAliveConnections: 50, closeRequests: 300, closeConcurrency: 20, bulkBytes: 16 * 1024 ** 2, udpPairs: 2_000, udpClients: 4, udpWindow: 4, latencyConnections: 4, latencyRequests: 100, warmup: 0.1, reps: 1 }
 
 function machine (): Record<string, unknown> {
   const c = cpus()
@@ -100,6 +123,7 @@ async function runWorkload (w: Workload, ep: Endpoint, p: Params, warm: boolean)
     case 'http-close': return await httpClose(ep, n(p.closeRequests), p.closeConcurrency)
     case 'bulk': return await bulk(ep, warm ? Math.min(p.bulkBytes, 64 * 1024 ** 2) : p.bulkBytes)
     case 'udp': return await udpClosedLoop(ep, n(p.udpPairs), p.udpClients, p.udpWindow)
+    case 'latency': return await httpSequential(ep, n(p.latencyRequests), p.latencyConnections)
   }
 }
 
@@ -107,14 +131,26 @@ function addressOf (w: Workload, a: ProxyAddresses): Endpoint | null {
   return w === 'udp' ? a.udp : w === 'bulk' ? a.bulk : a.http
 }
 
+const kindOf = (w: Workload): 'udp' | 'bulk' | 'http' => w === 'udp' ? 'udp' : w === 'bulk' ? 'bulk' : 'http'
+
 function backendOf (w: Workload, b: Backends): Endpoint {
   // Direct traffic goes to the first backend (the proxies spread over all of them; each is the same).
   const list = w === 'udp' ? b.udp : w === 'bulk' ? b.bulk : b.http
   return list[0] as Endpoint
 }
 
-function rep (w: Workload, m: Measured, cpu: { user: number, system: number } | null): Rep {
-  const cpuUs = cpu === null ? null : cpu.user + cpu.system
+type Cpu = { user: number, system: number, total?: number }
+
+/** CPU between two readings: total µs, and its kernel part (null when the 10 ms ticks saw nothing). */
+function cpuDelta (before: Cpu, after: Cpu): { total: number, system: number | null } {
+  const ticks = (after.user + after.system) - (before.user + before.system)
+  if (after.total === undefined || before.total === undefined) return { total: ticks, system: after.system - before.system }
+  const total = after.total - before.total
+  return { total, system: ticks > 0 ? total * (after.system - before.system) / ticks : null }
+}
+
+function rep (w: Workload, m: Measured, cpu: { total: number, system: number | null } | null): Rep {
+  const cpuUs = cpu === null ? null : cpu.total
   const rate = w === 'bulk' ? m.count / 1e6 / m.seconds : m.count / m.seconds
   let cpuPerUnit: number | null = null
   if (cpuUs !== null && m.count > 0) cpuPerUnit = w === 'bulk' ? (cpuUs / 1e6) / (m.count / 1e9) : cpuUs / m.count
@@ -163,27 +199,39 @@ function fmt (x: number | null, digits: number): string {
 }
 
 export function table (rows: Row[], p: Params): string {
-  const head = ['workload', 'target', 'rate', 'p50 ms', 'p99 ms', 'errors', 'proxy CPU', 'sys', 'CPU ×naive', 'target', '']
+  const head = ['workload', 'target', 'rate', 'p50 ms', 'p99 ms', '+p50 µs', '+p99 µs', 'errors', 'proxy CPU', 'sys', 'CPU ×naive', 'CPU ×nginx', 'target', '']
   const body = rows.map((r) => {
-    if (r.status === 'n/a') return [r.workload, r.target, 'n/a', '', '', '', '', '', '', '', r.note ?? '']
+    if (r.status === 'n/a') return [r.workload, r.target, 'n/a', '', '', '', '', '', '', '', '', '', '', r.note ?? '']
     const cpuDigits = r.workload === 'bulk' ? 2 : 1
-    const verdict = r.ratio === null || r.ratioTarget === null ? '' : r.ratio <= r.ratioTarget ? 'ok' : 'MISS'
+    let goal = ''
+    let verdict = ''
+    if (r.addedP50TargetUs != null) {
+      goal = `+p50 ≤${fmt(r.addedP50TargetUs, 0)}`
+      if (r.addedP50Us != null) verdict = r.addedP50Us <= r.addedP50TargetUs ? 'ok' : 'MISS'
+    } else if (r.ratioNginxTarget != null) {
+      goal = `≤${fmt(r.ratioNginxTarget, 2)}×`
+      if (r.ratioNginx != null) verdict = r.ratioNginx <= r.ratioNginxTarget ? 'ok' : 'MISS'
+    }
+    const fine = r.workload !== 'http-keepalive'
     return [
       r.workload,
       r.target,
-      `${fmt(r.rate, r.workload === 'bulk' ? 0 : 0)} ${r.rateUnit}`,
-      fmt(r.p50Ms, r.workload === 'http-keepalive' ? 0 : 3),
-      fmt(r.p99Ms, r.workload === 'http-keepalive' ? 0 : 3),
+      `${fmt(r.rate, 0)} ${r.rateUnit}`,
+      fmt(r.p50Ms, fine ? 3 : 0),
+      fmt(r.p99Ms, fine ? 3 : 0),
+      r.addedP50Us == null ? '' : fmt(r.addedP50Us, 0),
+      r.addedP99Us == null ? '' : fmt(r.addedP99Us, 0),
       fmt(r.errors, 0),
       r.cpuPerUnit === null ? '-' : `${fmt(r.cpuPerUnit, cpuDigits)} ${r.cpuUnit}`,
       r.sysShare === null ? '' : `${fmt(r.sysShare * 100, 0)}%`,
       r.ratio === null ? '' : `${fmt(r.ratio, 2)}×`,
-      r.ratioTarget === null ? '' : `≤${fmt(r.ratioTarget, 2)}×`,
+      r.ratioNginx == null ? '' : `${fmt(r.ratioNginx, 2)}×`,
+      goal,
       verdict,
     ]
   })
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)))
-  const right = new Set([2, 3, 4, 5, 6, 7, 8, 9])
+  const right = new Set([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
   const line = (cells: string[]): string => cells.map((c, i) => (right.has(i) ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd()
   const out = [line(head), widths.map((w) => '-'.repeat(w)).join('  ')]
   let prev = ''
@@ -197,8 +245,12 @@ export function table (rows: Row[], p: Params): string {
   out.push(`http-keepalive: autocannon, ${p.keepAliveConnections} connections, ${p.keepAliveRequests} requests (latency: 1 ms resolution). ` +
     `http-close: ${p.closeRequests} requests, one TCP connection each, ${p.closeConcurrency} at a time. ` +
     `bulk: one ${(p.bulkBytes / 1024 ** 2).toFixed(0)} MiB stream (MB = 10^6 B, GB = 10^9 B). ` +
-    `udp: ${p.udpPairs} pairs, ${p.udpClients} clients × ${p.udpWindow} in flight, 64 B; errors = lost.`)
-  out.push(`proxy CPU = user+sys of the proxy process only, per unit; sys = its kernel share; CPU ×naive = svcproxy ÷ naive baseline, same run. Figures are medians of ${p.reps} interleaved run${p.reps === 1 ? '' : 's'} (errors: sum).`)
+    `udp: ${p.udpPairs} pairs, ${p.udpClients} clients × ${p.udpWindow} in flight, 64 B; errors = lost. ` +
+    `latency: ${p.latencyConnections} keep-alive connections × ${p.latencyRequests} requests, one at a time each, timed in ns.`)
+  out.push(`proxy CPU = user+sys of the proxy process only (nginx, HAProxy: from /proc), per unit; sys = its kernel share; CPU ×naive / ×nginx = this row ÷ that target's, same run; ` +
+    `+p50/+p99 = added latency over direct, µs. target (svcproxy, issue #17): CPU ×nginx, or for latency +p50 ≤ nginx's + ${ADDED_P50_SLACK_US} µs. ` +
+    `Issue #7's ×naive targets: ${WORKLOADS.filter((w) => CPU_RATIO_TARGET[w] !== null).map((w) => `${w} ≤${fmt(CPU_RATIO_TARGET[w], 2)}`).join(', ')}. ` +
+    `Figures are medians of ${p.reps} interleaved run${p.reps === 1 ? '' : 's'} (errors: sum).`)
   return out.join('\n')
 }
 
@@ -220,6 +272,16 @@ export async function runBench (opts: { quick: boolean, affinity: boolean, only:
     children.push(naiveUdp)
     const svc = await startChild<ProxyAddresses>('svcproxy', 'proxy-svcproxy', { ...backends.data, affinity: opts.affinity }, prof('svcproxy'))
     children.push(svc)
+    // nginx and HAProxy, when installed (bench/external.ts); else their rows say how to install them.
+    const externals = new Map<Target, Child<ProxyAddresses>>()
+    const absent = new Map<Target, string>()
+    for (const name of ['nginx', 'haproxy'] as ExternalName[]) {
+      const why = missing(name)
+      if (why !== '') { absent.set(name, why); opts.log(`${name}: ${why}; its rows are n/a`); continue }
+      const c = await startExternal(name, backends.data)
+      children.push(c)
+      externals.set(name, c)
+    }
 
     const rows: Row[] = []
     for (const w of opts.only) {
@@ -228,9 +290,10 @@ export async function runBench (opts: { quick: boolean, affinity: boolean, only:
       const na = new Map<Target, string>()
       for (const target of TARGETS) {
         if (target === 'direct') { live.push({ target, ep: backendOf(w, backends.data), proc: null, reps: [] }); continue }
-        const proc = target === 'naive' ? naive : svc
+        const proc = target === 'naive' ? naive : target === 'svcproxy' ? svc : externals.get(target)
+        if (proc === undefined) { na.set(target, absent.get(target) ?? 'not started'); continue }
         const ep = addressOf(w, proc.data)
-        if (ep === null) na.set(target, `not served: ${proc.data.notes[w === 'udp' ? 'udp' : w === 'bulk' ? 'bulk' : 'http'] ?? 'no address'}`)
+        if (ep === null) na.set(target, `not served: ${proc.data.notes[kindOf(w)] ?? 'no address'}`)
         else live.push({ target, ep, proc, reps: [] })
       }
       for (const l of live) await runWorkload(w, l.ep, p, true)
@@ -240,7 +303,7 @@ export async function runBench (opts: { quick: boolean, affinity: boolean, only:
           const before = l.proc === null ? null : await l.proc.cpu()
           const m = await runWorkload(w, l.ep, p, false)
           const after = l.proc === null ? null : await l.proc.cpu()
-          const cpu = before === null || after === null ? null : { user: after.user - before.user, system: after.system - before.system }
+          const cpu = before === null || after === null ? null : cpuDelta(before, after)
           const r = rep(w, m, cpu)
           l.reps.push(r)
           opts.log(`${w} ${l.target} #${i + 1}: ${fmt(r.rate, 0)} ${UNITS[w].rate}, errors ${m.errors}, proxy cpu ${r.cpuPerUnit === null ? '-' : `${fmt(r.cpuPerUnit, 2)} ${UNITS[w].cpu}`}`)
@@ -251,16 +314,35 @@ export async function runBench (opts: { quick: boolean, affinity: boolean, only:
         rows.push(l === undefined ? row(w, target, null, na.get(target)) : row(w, target, l.reps))
         if (l === undefined) opts.log(`${w} ${target}: n/a (${na.get(target) ?? ''})`)
       }
-      const n = rows.find((r) => r.workload === w && r.target === 'naive')
-      const s = rows.find((r) => r.workload === w && r.target === 'svcproxy')
-      if (s !== undefined) {
-        s.ratioTarget = CPU_RATIO_TARGET[w]
-        if (n?.cpuPerUnit != null && s.cpuPerUnit !== null && n.cpuPerUnit > 0) s.ratio = s.cpuPerUnit / n.cpuPerUnit
-      }
+      compare(rows.filter((r) => r.workload === w), w)
     }
     return { rows, params: p, machine: machine(), seconds: (Date.now() - started) / 1000 }
   } finally {
     await Promise.all(children.map((c) => c.stop()))
+  }
+}
+
+/** Fills a workload's ratios (to naive, to nginx), added latencies and svcproxy's targets. */
+function compare (rows: Row[], w: Workload): void {
+  const at = (t: Target): Row | undefined => rows.find((r) => r.target === t && r.status === 'ok')
+  const direct = at('direct')
+  const naive = at('naive')
+  const nginx = at('nginx')
+  const fine = w !== 'http-keepalive' && w !== 'bulk'
+  for (const r of rows) {
+    if (r.target === 'direct' || r.status !== 'ok') continue
+    if (r.target === 'svcproxy' && naive?.cpuPerUnit != null && r.cpuPerUnit !== null && naive.cpuPerUnit > 0) r.ratio = r.cpuPerUnit / naive.cpuPerUnit
+    r.ratioNginx = nginx?.cpuPerUnit != null && r.cpuPerUnit !== null && nginx.cpuPerUnit > 0 ? r.cpuPerUnit / nginx.cpuPerUnit : null
+    if (fine && direct !== undefined) {
+      r.addedP50Us = r.p50Ms === null || direct.p50Ms === null ? null : (r.p50Ms - direct.p50Ms) * 1000
+      r.addedP99Us = r.p99Ms === null || direct.p99Ms === null ? null : (r.p99Ms - direct.p99Ms) * 1000
+    }
+  }
+  const s = rows.find((r) => r.target === 'svcproxy')
+  if (s !== undefined) {
+    s.ratioTarget = CPU_RATIO_TARGET[w]
+    s.ratioNginxTarget = NGINX_RATIO_TARGET[w]
+    if (w === 'latency' && nginx?.addedP50Us != null) s.addedP50TargetUs = nginx.addedP50Us + ADDED_P50_SLACK_US
   }
 }
 
@@ -289,7 +371,7 @@ async function main (): Promise<void> {
     },
   })
   if (values.help === true) {
-    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only http-keepalive,http-close,bulk,udp] [--affinity] [--out FILE.json] [--profile DIR] [--node-arg=--flag ...]\n')
+    process.stdout.write('usage: node dist/bench/run.js [--quick] [--only http-keepalive,http-close,bulk,udp,latency] [--affinity] [--out FILE.json] [--profile DIR] [--node-arg=--flag ...]\n')
     return
   }
   const only = values.only === undefined ? WORKLOADS : values.only.split(',').map((s) => s.trim()) as Workload[]
@@ -324,6 +406,12 @@ async function main (): Promise<void> {
     writeFileSync(f, body)
   }
   process.stdout.write(`\nJSON: ${files.join(', ')}\n`)
+  // The full run redraws the chart docs/performance.md shows (bench/chart.ts).
+  if (!quick && values.only === undefined && values.out === undefined) {
+    const svg = resolve(resultsDir, '../../docs/performance.svg')
+    writeChart(json, svg)
+    process.stdout.write(`Chart: ${svg}\n`)
+  }
   if (profileDir !== undefined) process.stdout.write(`CPU profiles: ${profileDir} (summarize: node dist/bench/profile-top.js ${profileDir}/svcproxy.cpuprofile)\n`)
 }
 

@@ -189,3 +189,46 @@ export async function udpClosedLoop (ep: Endpoint, total: number, clients: numbe
   const l = latencies(rtts)
   return { count: done, seconds, p50Ms: l.p50, p99Ms: l.p99, errors: lost }
 }
+
+const KEEPALIVE_REQUEST = Buffer.from('GET / HTTP/1.1\r\nHost: bench\r\n\r\n')
+const BODY_END = 'hello world\n'
+
+/**
+ * Added-latency probe: `connections` keep-alive connections, each sending its next request only
+ * when the previous response is in (no queue anywhere), `perConnection` requests each. Each
+ * request is timed with process.hrtime.bigint() (ns), so p50/p99 resolve single µs, unlike
+ * autocannon's 1 ms histogram. A response is complete when its 12-byte body has arrived (the
+ * backends' answer is fixed, bench/backends.ts).
+ */
+export async function httpSequential (ep: Endpoint, perConnection: number, connections: number): Promise<Measured> {
+  const samples: number[] = []
+  let errors = 0
+  const one = (): Promise<void> => new Promise((resolve) => {
+    const s = connect({ host: ep.ip, port: ep.port, noDelay: true })
+    let left = perConnection
+    let t0 = 0n
+    let got = ''
+    const next = (): void => {
+      if (left-- === 0) { s.end(); return }
+      got = ''
+      t0 = process.hrtime.bigint()
+      s.write(KEEPALIVE_REQUEST)
+    }
+    s.setEncoding('latin1')
+    s.on('connect', next)
+    s.on('data', (c: string) => {
+      got += c
+      if (!got.endsWith(BODY_END)) return
+      samples.push(Number(process.hrtime.bigint() - t0) / 1e6)
+      if (!got.startsWith('HTTP/1.1 200')) errors++
+      next()
+    })
+    s.on('error', () => { errors++ })
+    s.on('close', () => { if (left > 0) errors += left; resolve() })
+  })
+  const start = performance.now()
+  await Promise.all(Array.from({ length: connections }, one))
+  const seconds = (performance.now() - start) / 1000
+  const l = latencies(samples)
+  return { count: samples.length, seconds, p50Ms: l.p50, p99Ms: l.p99, errors }
+}
