@@ -168,7 +168,7 @@ t.test('endpoint scope: only sessions on that endpoint get the toxic', async (t)
   t.same(a.got, [])
 })
 
-t.test('added and removed while a session flows', async (t) => {
+t.test('added, changed and removed while a session flows', async (t) => {
   const be = await recorder(t, '127.0.76.1')
   const p = testProxy(t)
   await p.apply(svcWithEndpoints('live', '127.61.0.9', 53, [{ ip: '127.0.76.1', port: be.port }], UDP))
@@ -178,10 +178,41 @@ t.test('added and removed while a session flows', async (t) => {
   p.faults.add({ service: 'default/live' }, { name: 'cut', type: 'loss', stream: 'upstream', attributes: { probability: 1 } })
   c.send('during', addr.port, addr.address)
   t.ok(await until(() => affected(p, 'live', 'loss') === 1), 'the open session got the new toxic')
+  p.faults.update({ service: 'default/live' }, 'cut', { attributes: { probability: 0 } })
+  t.equal((await c.request('changed', addr.port, addr.address))?.data.toString(), 'e:changed', 'a changed toxic applies at once')
+  p.faults.update({ service: 'default/live' }, 'cut', { attributes: { probability: 1 } })
+  c.send('again', addr.port, addr.address)
+  t.ok(await until(() => affected(p, 'live', 'loss') === 2), 'and back')
   p.faults.remove({ service: 'default/live' }, 'cut')
   t.equal((await c.request('after', addr.port, addr.address))?.data.toString(), 'e:after', 'and lost it when removed')
-  t.same(be.got, ['before', 'after'])
+  t.same(be.got, ['before', 'changed', 'after'])
   t.equal(p.status()[0]?.accepted, 1, 'one session throughout')
+})
+
+t.test('a latency toxic removed while it holds datagrams: they keep their delay, later ones go at once', async (t) => {
+  // Alone (the port's set goes null) and next to another toxic (the session's pipe is retired).
+  for (const [i, other] of [false, true].entries()) {
+    t.test(other ? 'another toxic stays' : 'the last toxic', async (t) => {
+      const be = await recorder(t, `127.0.76.${2 + i}`)
+      const p = testProxy(t)
+      const at = new Map<string, number>()
+      be.sock.on('message', (m) => at.set(m.toString(), performance.now()))
+      await p.apply(svcWithEndpoints('unlag', `127.61.0.${18 + i}`, 53, [{ ip: `127.0.76.${2 + i}`, port: be.port }], UDP))
+      p.faults.add({ service: 'default/unlag' }, { name: 'lag', type: 'latency', stream: 'upstream', attributes: { latency: 1500 } })
+      if (other) p.faults.add({ service: 'default/unlag' }, { name: 'keep', type: 'duplicate', stream: 'upstream', attributes: { probability: 0 } })
+      const addr = p.address('default/unlag', 53)
+      const c = await udpClient(t)
+      const t0 = performance.now()
+      c.send('held', addr.port, addr.address)
+      t.ok(await until(() => affected(p, 'unlag', 'latency') === 1), 'held by the toxic')
+      p.faults.remove({ service: 'default/unlag' }, 'lag')
+      t.equal(runtime(p, 'unlag').faults === null, !other, other ? 'the other toxic is left' : 'no toxic left on the port')
+      t.equal((await c.request('fast', addr.port, addr.address, 1, 10_000))?.data.toString(), 'e:fast', 'a datagram after the removal is not delayed')
+      t.ok(await until(() => be.got.length === 2), 'the held one arrives too')
+      t.same(be.got, ['fast', 'held'], 'after the later one')
+      t.ok((at.get('held') ?? 0) - t0 >= 1500, 'when its delay was up')
+    })
+  }
 })
 
 t.test('toxicity is rolled once per session: 0 never applies, and emits no fault event', async (t) => {

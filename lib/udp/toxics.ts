@@ -1,6 +1,9 @@
 import type { EventEmitter } from 'node:events'
 import { observed } from '../frontend/events.js'
-import { type ActiveToxic, type FaultSet, jittered, rolls } from '../faults/fault-set.js'
+import { type ActiveToxic, type FaultSet, rolls } from '../faults/fault-set.js'
+import { Pipe } from './toxic-pipe.js'
+
+export { FAULT_HOLD_MAX_BYTES, FAULT_HOLD_MAX_DATAGRAMS } from './toxic-pipe.js'
 
 /**
  * Faults on UDP sessions (docs/udp.md, "Faults"): what a session's datagrams go through when
@@ -13,12 +16,12 @@ import { type ActiveToxic, type FaultSet, jittered, rolls } from '../faults/faul
  *
  * A session follows its port's fault set: a toxic added while it flows applies from its next
  * datagram (after the session's toxicity roll for it), a changed one at once, and a removed
- * one stops (what it held goes on at once, in order).
+ * one stops. Datagrams already held keep the delay they drew (as netem's queue does when its
+ * delay changes): their pipe is retired, and delivers them when due.
  */
 
-/** Per session and direction, at most this many datagrams (and bytes) wait in a latency toxic; past either a datagram is dropped (`fault-queue-full`). */
-export const FAULT_HOLD_MAX_DATAGRAMS = 1024
-export const FAULT_HOLD_MAX_BYTES = 2 * 1024 * 1024
+/** Retired pipes (toxics changed while they held datagrams) a session keeps; past this the oldest delivers what it holds at once. */
+export const RETIRED_PIPES_MAX = 4
 
 /** What the toxics need of a session (structural: session.ts imports this file, never the reverse). */
 export interface ToxicSession {
@@ -46,6 +49,8 @@ export class SessionToxics {
   readonly rolled = new Map<ActiveToxic, boolean>()
   up: Pipe | null = null
   down: Pipe | null = null
+  /** Pipes of earlier toxics still holding datagrams (delivered when due); null until there is one. */
+  retired: Pipe[] | null = null
   /** A `down` toxic applies: 'refuse' (as an ICMP unreachable: the session moves on) or 'blackhole' (datagrams vanish). */
   downMode: 'refuse' | 'blackhole' | '' = ''
   downToxic: ActiveToxic | null = null
@@ -91,7 +96,8 @@ export function datagramToxics<S extends ToxicSession> (passUp: Send<S>, passDow
     end (s) {
       const tx = s.tx
       if (tx === null) return
-      const n = (tx.up?.discard() ?? 0) + (tx.down?.discard() ?? 0)
+      let n = (tx.up?.discard() ?? 0) + (tx.down?.discard() ?? 0)
+      if (tx.retired !== null) for (const p of tx.retired) n += p.discard()
       if (n > 0) s.host.drop('session-ended', n)
       s.tx = null
     },
@@ -117,9 +123,8 @@ function current<S extends ToxicSession> (s: S, passUp: Send<S>, passDown: Send<
   if (tx.endpoint === s.backend.key && sameList(tx.applicable, list)) return active(tx)
   tx.endpoint = s.backend.key
   tx.applicable = list
-  // What the old pipes still hold goes now, in order, before anything the new ones let through.
-  tx.up?.flush()
-  tx.down?.flush()
+  retire(tx, tx.up)
+  retire(tx, tx.down)
   const ctx = s.host.ctx
   const got: ActiveToxic[] = []
   for (const a of list) {
@@ -163,6 +168,20 @@ function applied (s: ToxicSession, a: ActiveToxic): void {
   })
 }
 
+/** The toxics changed: a pipe still holding datagrams delivers them when due (bounded: RETIRED_PIPES_MAX). */
+function retire (tx: SessionToxics, p: Pipe | null): void {
+  const list = tx.retired === null ? null : tx.retired.filter(holding)
+  tx.retired = list === null || list.length === 0 ? null : list
+  if (p === null || !p.holding()) return
+  const r = (tx.retired ??= [])
+  r.push(p)
+  if (r.length > RETIRED_PIPES_MAX) r.shift()?.flush()
+}
+
+function holding (p: Pipe): boolean {
+  return p.holding()
+}
+
 function active (tx: SessionToxics): SessionToxics | null {
   return tx.up === null && tx.down === null && tx.downMode === '' ? null : tx
 }
@@ -171,207 +190,4 @@ function sameList (a: readonly ActiveToxic[], b: readonly ActiveToxic[]): boolea
   if (a.length !== b.length) return false
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
   return true
-}
-
-/** An attribute, read when used: an update changes it in place. */
-function num (a: ActiveToxic, name: string): number {
-  const v = a.toxic.attributes[name]
-  return typeof v === 'number' ? v : 0
-}
-
-/**
- * One direction of one session: the stages its toxics make. Datagrams held by latency wait in
- * a queue ordered by due time (one timer, for the head). Without jitter every datagram waits
- * the same, so order is kept; with jitter each draws its own delay in [latency - jitter,
- * latency + jitter) and a later one can overtake an earlier one, as with netem.
- */
-export class Pipe {
-  private readonly loss: ActiveToxic[] = []
-  private readonly duplicate: ActiveToxic[] = []
-  private reorder: ActiveToxic | null = null
-  private readonly latency: ActiveToxic[] = []
-  /** reorder's held datagram, waiting for the next one (or its `delay`). */
-  private held: Buffer | null = null
-  private heldTimer: NodeJS.Timeout | null = null
-  private readonly q: Buffer[] = []
-  private readonly due: number[] = []
-  private qBytes = 0
-  private timer: NodeJS.Timeout | null = null
-  private timerAt = 0
-
-  private constructor (
-    private readonly s: ToxicSession,
-    private readonly send: Send<ToxicSession>,
-    private readonly faults: FaultSet,
-  ) {}
-
-  /** The pipe for one stream, or null when none of `toxics` acts on it. */
-  static of<S extends ToxicSession> (s: S, send: Send<S>, toxics: readonly ActiveToxic[], stream: 'upstream' | 'downstream', faults: FaultSet): Pipe | null {
-    let p: Pipe | null = null
-    for (const a of toxics) {
-      const type = a.toxic.type
-      if (a.toxic.stream !== stream) continue
-      if (type !== 'loss' && type !== 'duplicate' && type !== 'reorder' && type !== 'latency') continue
-      p ??= new Pipe(s, send as Send<ToxicSession>, faults)
-      if (type === 'loss') p.loss.push(a)
-      else if (type === 'duplicate') p.duplicate.push(a)
-      else if (type === 'reorder') p.reorder ??= a
-      else p.latency.push(a)
-    }
-    return p
-  }
-
-  push (msg: Buffer): void {
-    const random = this.s.host.ctx.random
-    for (const a of this.loss) {
-      if (a.removed || random() >= num(a, 'probability')) continue
-      this.faults.affected(a.toxic, 1, msg.length)
-      return
-    }
-    let copies = 1
-    for (const a of this.duplicate) {
-      if (a.removed || random() >= num(a, 'probability')) continue
-      this.faults.affected(a.toxic, 1, msg.length)
-      copies = 2
-      break
-    }
-    this.reordered(msg, random)
-    if (copies === 2) this.reordered(msg, random)
-  }
-
-  /** reorder: a datagram is held (with its probability) and goes right after the next one, or after `delay` ms. */
-  private reordered (msg: Buffer, random: () => number): void {
-    const r = this.reorder
-    if (r === null || r.removed) { this.delayed(msg); return }
-    const held = this.held
-    if (held !== null) {
-      this.stopHeldTimer()
-      this.held = null
-      this.delayed(msg)
-      this.delayed(held)
-      return
-    }
-    if (random() < num(r, 'probability')) {
-      this.faults.affected(r.toxic, 1, msg.length)
-      this.held = msg
-      this.heldTimer = setTimeout(heldExpired, num(r, 'delay'), this)
-      this.heldTimer.unref()
-      return
-    }
-    this.delayed(msg)
-  }
-
-  /** Called by the reorder timer: no next datagram came in time. */
-  heldExpired (): void {
-    this.heldTimer = null
-    const h = this.held
-    this.held = null
-    if (h !== null) this.delayed(h)
-  }
-
-  private stopHeldTimer (): void {
-    if (this.heldTimer !== null) {
-      clearTimeout(this.heldTimer)
-      this.heldTimer = null
-    }
-  }
-
-  private delayed (msg: Buffer): void {
-    const random = this.s.host.ctx.random
-    let wait = 0
-    for (const a of this.latency) if (!a.removed) wait += jittered(a.toxic.attributes, random)
-    if (wait <= 0) { this.deliver(msg); return }
-    const q = this.q
-    if (q.length >= FAULT_HOLD_MAX_DATAGRAMS || this.qBytes + msg.length > FAULT_HOLD_MAX_BYTES) {
-      this.s.host.drop('fault-queue-full', 1)
-      return
-    }
-    for (const a of this.latency) if (!a.removed) this.faults.affected(a.toxic, 1, msg.length)
-    const at = performance.now() + wait
-    // Ordered by due time, equal times in arrival order: without jitter this is an append.
-    const due = this.due
-    let i = q.length
-    while (i > 0 && (due[i - 1] as number) > at) i--
-    if (i === q.length) {
-      q.push(msg)
-      due.push(at)
-    } else {
-      q.splice(i, 0, msg)
-      due.splice(i, 0, at)
-    }
-    this.qBytes += msg.length
-    if (i === 0) this.arm()
-  }
-
-  private arm (): void {
-    const at = this.due[0]
-    if (at === undefined) return
-    if (this.timer !== null) {
-      if (this.timerAt === at) return
-      clearTimeout(this.timer)
-    }
-    this.timerAt = at
-    // Node's timers can fire up to a millisecond early against performance.now(): release() re-arms.
-    this.timer = setTimeout(release, Math.max(1, Math.ceil(at - performance.now())), this)
-    this.timer.unref()
-  }
-
-  /** Called by the latency timer: sends every datagram now due, re-arms for the next. */
-  release (): void {
-    this.timer = null
-    const now = performance.now()
-    const q = this.q
-    const due = this.due
-    let n = 0
-    while (n < q.length && (due[n] as number) <= now) n++
-    const out = q.splice(0, n)
-    due.splice(0, n)
-    for (const m of out) {
-      this.qBytes -= m.length
-      this.deliver(m)
-    }
-    this.arm()
-  }
-
-  private deliver (msg: Buffer): void {
-    if (!this.s.closed) this.send(this.s, msg)
-  }
-
-  /** The toxics changed: what is held goes now, in order (reorder's held datagram after the queue). */
-  flush (): void {
-    this.stopTimers()
-    const out = this.q.splice(0)
-    this.due.length = 0
-    this.qBytes = 0
-    if (this.held !== null) out.push(this.held)
-    this.held = null
-    for (const m of out) this.deliver(m)
-  }
-
-  /** The session ended: drops what is held and stops the timers; returns how many datagrams were dropped. */
-  discard (): number {
-    this.stopTimers()
-    const n = this.q.length + (this.held === null ? 0 : 1)
-    this.q.length = 0
-    this.due.length = 0
-    this.qBytes = 0
-    this.held = null
-    return n
-  }
-
-  private stopTimers (): void {
-    this.stopHeldTimer()
-    if (this.timer !== null) {
-      clearTimeout(this.timer)
-      this.timer = null
-    }
-  }
-}
-
-function heldExpired (p: Pipe): void {
-  p.heldExpired()
-}
-
-function release (p: Pipe): void {
-  p.release()
 }
