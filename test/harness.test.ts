@@ -224,6 +224,24 @@ t.test('seed: the same seed gives the same random picks in two proxies, another 
   t.ok(new Set(one).size > 1, 'the picks are spread')
 })
 
+t.test('seed: a fault\'s toxicity rolls the same way for the same seed', async (t) => {
+  const [a] = await backends(t, 1)
+  const run = async (seed: number, clusterIP: string): Promise<string> => {
+    const p = testProxy(t, { seed })
+    await p.apply(svcWithEndpoints('web', clusterIP, 80, [a!]))
+    p.faults.add({ service: 'default/web' }, { type: 'latency', toxicity: 0.5, attributes: { latency: 1, jitter: 1 } })
+    const hit: number[] = []
+    p.on('fault', (e) => hit.push(e.id))
+    const got = await picks(p, 24)
+    t.ok(got.every((g) => g === a!.name))
+    return hit.join(',')
+  }
+  const one = await run(3, '127.96.41.4')
+  t.equal(await run(3, '127.96.41.5'), one, `seed 3: connections ${one} got the toxic`)
+  t.not(await run(4, '127.96.41.6'), one, 'seed 4: others')
+  t.ok(one.split(',').length > 2 && one.split(',').length < 22, 'about half')
+})
+
 // ------------------------------------------------------------------------------ explain
 
 t.test('explain: round-robin next pick, and it moves nothing', async (t) => {
@@ -240,6 +258,8 @@ t.test('explain: round-robin next pick, and it moves nothing', async (t) => {
   t.equal(p.explain('default/web', { port: 80 }).endpoint, `127.0.0.1:${b!.port}`)
   t.throws(() => p.explain('default/nope', { port: 80 }), { code: 'SVCPROXY_NOT_FOUND' })
   t.throws(() => p.explain('default/web', { port: 81 }), { code: 'SVCPROXY_NOT_FOUND' })
+  t.throws(() => p.explain('default/web', { port: 80, kind: 'healthCheck' as 'nodePort' }), { code: 'SVCPROXY_CONFIG', message: /kind: expected one of clusterIP, externalIP, loadBalancer, nodePort/ })
+  t.throws(() => p.explain('default/web', { port: 80, clientIP: 'me' }), { code: 'SVCPROXY_CONFIG', message: /clientIP: expected an IP address/ })
 })
 
 t.test('explain foresees seeded random picks', async (t) => {

@@ -66,6 +66,8 @@ interface Named {
   status: '' | 'terminating' | string
 }
 
+const KINDS: ReadonlyArray<ExplainOptions['kind']> = ['clusterIP', 'externalIP', 'loadBalancer', 'nodePort']
+
 type Picked = { backend: Backend | undefined, pinned: boolean } | null
 
 export function explain (table: Table, dp: DataPlane, hostname: string, service: string, opts: ExplainOptions): Explanation {
@@ -74,6 +76,7 @@ export function explain (table: Table, dp: DataPlane, hostname: string, service:
   const clientIP = opts.clientIP ?? '127.0.0.1'
   if (!isIP(clientIP)) throw new ConfigError(`explain(): clientIP: expected an IP address, got ${JSON.stringify(clientIP)}`)
   const kind = opts.kind ?? 'clusterIP'
+  if (!KINDS.includes(kind)) throw new ConfigError(`explain(): kind: expected one of ${KINDS.join(', ')}, got ${JSON.stringify(kind)}`)
   const states = table.statesOf(`${ns}/${name}`)
   if (states.length === 0) throw new NotFoundError(`no service ${ns}/${name}`)
   const st = states.find((s) => s.port.name === opts.port || s.port.port === opts.port || String(s.port.port) === opts.port)
