@@ -7,6 +7,8 @@ import { createServer } from 'node:net'
 import type { EndpointEvent, ServiceProxy } from '../lib/index.js'
 import type { EndpointHealthEvent } from '../lib/frontend/events.js'
 import type { ServicePortRuntime } from '../lib/frontend/runtime.js'
+import { renderMetrics } from '../lib/admin/collect.js'
+import { ProcessStats } from '../lib/admin/process-stats.js'
 import { fetchAll, freePort, listen, nameServer, svcWithEndpoints, testProxy, until } from './helpers.js'
 
 function runtime (p: ServiceProxy, name: string): ServicePortRuntime {
@@ -56,6 +58,12 @@ t.test('tcp: an endpoint whose check fails gets no connection though Kubernetes 
   t.equal(dials, 0, 'the down endpoint was never dialled')
   const st = p.status().find((s) => s.name === 'tcpchk')?.endpoints.find((e) => e.endpoint === dKey)
   t.same([st?.ready, st?.check, st?.eligible], [true, 'down', false], 'status: ready, check down, not eligible')
+  const proc = new ProcessStats()
+  t.teardown(() => proc.close())
+  const scrape = await renderMetrics({ proxy: p, health: () => ({ kind: 'api', synced: true, stale: false, reason: '', lastSyncedAt: 0, revision: 1 }), process: proc })
+  t.match(scrape, /^svcproxy_endpoints_check_down\{namespace="default",service="tcpchk",port="80"\} 1$/m, 'svcproxy_endpoints_check_down')
+  t.match(scrape, /^svcproxy_health_checks_total\{namespace="default",service="tcpchk",port="80",result="fail"\} [1-9]/m, 'failed checks counted')
+  t.match(scrape, /^svcproxy_health_checks_total\{namespace="default",service="tcpchk",port="80",result="pass"\} [1-9]/m, 'passed checks counted')
 
   // The endpoint comes to life on the same port: after `rise` passes it takes connections.
   const d = createServer((s) => { s.on('error', () => {}); s.end('d') })
