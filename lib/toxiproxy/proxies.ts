@@ -32,6 +32,8 @@ export interface ProxyInput { name: string, listen: string, upstream: string, en
 export class ApiProxies {
   readonly byName = new Map<string, ApiProxy>()
   private nextId = 1
+  /** A proxy being created: not in `byName` yet, but in its address's Service while it starts. */
+  private creating: ApiProxy | null = null
 
   constructor (private readonly proxy: ServiceProxy, private readonly faults: () => FaultOps) {}
 
@@ -42,6 +44,21 @@ export class ApiProxies {
 
   scopeOf (p: ApiProxy): FaultScope | null {
     return p.at === null ? null : { service: `${API_NAMESPACE}/${hostServiceName(p.at.host)}`, port: `p${p.id}` }
+  }
+
+  /** POST /proxies: 409 when the name is taken (by a Kubernetes service port too: `taken`); the new record is seen by applyHost while it starts. */
+  async create (input: ProxyInput, taken: boolean): Promise<ApiProxy> {
+    if (taken || this.byName.has(input.name)) throw new ApiFailure(409, PROXY_EXISTS)
+    const p: ApiProxy = { name: input.name, listen: input.listen, upstream: input.upstream, enabled: false, id: this.nextId++, at: null, up: null, toxics: [] }
+    this.creating = p
+    try {
+      if (input.enabled) await this.start(p)
+      else await this.checkAddresses(p)
+    } finally {
+      this.creating = null
+    }
+    this.byName.set(p.name, p)
+    return p
   }
 
   /** POST /proxies/{name}: listen/upstream changed → stopped and moved; then started or stopped as `enabled` says (Proxy.Update). */
@@ -141,7 +158,7 @@ export class ApiProxies {
   /** Writes the Service and Endpoints of one listen address from the enabled proxies on it (none: deleted). */
   private async applyHost (host: string): ReturnType<ServiceProxy['apply']> {
     const name = hostServiceName(host)
-    const on = [...this.byName.values(), ...this.pending].filter((q) => q.enabled && q.at?.host === host)
+    const on = [...this.byName.values(), ...(this.creating === null ? [] : [this.creating])].filter((q) => q.enabled && q.at?.host === host)
     const unique = [...new Set(on)].sort((a, b) => a.id - b.id)
     if (unique.length === 0) return await this.proxy.delete(`service ${API_NAMESPACE}/${name}`, `endpoints ${API_NAMESPACE}/${name}`)
     const metadata = { name, namespace: API_NAMESPACE, labels: { 'app.kubernetes.io/managed-by': 'svcproxy-toxiproxy-api' } }
@@ -151,27 +168,5 @@ export class ApiProxies {
       { apiVersion: 'v1', kind: 'Service', metadata, spec: { type: 'ClusterIP', clusterIP: host, ports } },
       { apiVersion: 'v1', kind: 'Endpoints', metadata, subsets },
     ], '<toxiproxy>')
-  }
-
-  /** A proxy being created is not in `byName` yet but must be in its host's Service. */
-  private get pending (): ApiProxy[] {
-    return this.creating === null ? [] : [this.creating]
-  }
-
-  private creating: ApiProxy | null = null
-
-  /** POST /proxies: 409 when the name is taken (by a Kubernetes service port too: `taken`); the new record is seen by applyHost while it starts. */
-  async create (input: ProxyInput, taken: boolean): Promise<ApiProxy> {
-    if (taken || this.byName.has(input.name)) throw new ApiFailure(409, PROXY_EXISTS)
-    const p: ApiProxy = { name: input.name, listen: input.listen, upstream: input.upstream, enabled: false, id: this.nextId++, at: null, up: null, toxics: [] }
-    this.creating = p
-    try {
-      if (input.enabled) await this.start(p)
-      else await this.checkAddresses(p)
-    } finally {
-      this.creating = null
-    }
-    this.byName.set(p.name, p)
-    return p
   }
 }
