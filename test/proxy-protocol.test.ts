@@ -294,3 +294,60 @@ t.test('a flag default of v1 leaves UDP ports without a header (v1 has no UDP fo
   t.ok(await until(() => replies.length === 1))
   t.equal(got[0]?.toString(), 'plain')
 })
+
+t.test('the header, then exactly the client\'s bytes: a 1 MiB upload, a client that half-closes at once, one that waits for the server', async (t) => {
+  // An endpoint that reads everything until the client's FIN, then answers with what it got:
+  // the header decoded, and the length and hash of the rest.
+  const { createHash, randomBytes } = await import('node:crypto')
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    const chunks: Buffer[] = []
+    s.on('error', () => {})
+    s.on('data', (d: Buffer) => chunks.push(d))
+    s.on('end', () => {
+      const all = Buffer.concat(chunks)
+      const d = decode(all)
+      const rest = d === null ? all : all.subarray(d.length)
+      s.end(JSON.stringify({ header: d, length: rest.length, sha: createHash('sha256').update(rest).digest('hex') }))
+    })
+  })
+  const port = await listen(server, '127.0.0.1')
+  t.teardown(() => server.close())
+  // A server that speaks first: greets once the header is in (as nginx does), before any client byte.
+  const greeter = createServer((s) => {
+    s.on('error', () => {})
+    s.once('data', (d: Buffer) => { const h = decode(d); s.end(h === null ? 'no header' : `hello ${h.src}`) })
+  })
+  const gport = await listen(greeter, '127.0.0.1')
+  t.teardown(() => greeter.close())
+  const payload = randomBytes(1 << 20)
+  const sha = createHash('sha256').update(payload).digest('hex')
+  for (const engine of ['uv', 'node'] as const) {
+    for (const mode of ['v1', 'v2'] as const) {
+      const p = testProxy(t, { engine, proxyProtocol: mode })
+      const vip = `127.65.${engine === 'uv' ? 1 : 2}.${mode === 'v1' ? 1 : 2}`
+      const gvip = `127.65.${engine === 'uv' ? 3 : 4}.${mode === 'v1' ? 1 : 2}`
+      await p.apply([...svcWithEndpoints('sink', vip, 80, [{ ip: '127.0.0.1', port }]), ...svcWithEndpoints('greet', gvip, 25, [{ ip: '127.0.0.1', port: gport }])])
+      const a = p.address('default/sink', 80)
+      const send = (data: Buffer | null): Promise<{ header: Decoded | null, length: number, sha: string, localPort: number }> => new Promise((resolve, reject) => {
+        const chunks: Buffer[] = []
+        const s = connect({ host: a.address, port: a.port, localAddress: '127.77.50.1', allowHalfOpen: true })
+        let localPort = 0
+        s.on('connect', () => { localPort = s.localPort ?? 0; if (data === null) s.end(); else s.end(data) })
+        s.on('data', (d: Buffer) => chunks.push(d))
+        s.on('error', reject)
+        s.on('close', () => { try { resolve({ ...JSON.parse(Buffer.concat(chunks).toString()), localPort }) } catch (e) { reject(e) } })
+      })
+      const big = await send(payload)
+      t.same(big.header, { version: mode === 'v1' ? 1 : 2, command: 'PROXY', family: 'TCP4', src: '127.77.50.1', dst: vip, sport: big.localPort, dport: a.port, length: mode === 'v1' ? big.header?.length : 28 }, `${engine} ${mode}: header before a 1 MiB upload`)
+      t.equal(big.length, payload.length, `${engine} ${mode}: every byte after it`)
+      t.equal(big.sha, sha, `${engine} ${mode}: in order, intact`)
+      const empty = await send(null)
+      t.equal(empty.header?.src, '127.77.50.1', `${engine} ${mode}: a client that half-closes at once still sends the header first`)
+      t.equal(empty.length, 0)
+      const g = p.address('default/greet', 25)
+      const r = await ask(g.address, g.port, '', '127.77.50.2')
+      t.equal(r.body, 'hello 127.77.50.2', `${engine} ${mode}: a silent client: the header goes alone and the server greets`)
+      await p.close()
+    }
+  }
+})

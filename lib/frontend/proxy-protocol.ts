@@ -232,3 +232,39 @@ export function sendWithHeader (raw: UvUdpHandle | null, sock: Socket, head: Buf
   if (raw !== null) sendConnectedWith(raw, head, msg)
   else sock.send([head, msg])
 }
+
+/**
+ * Headers held back for one loop turn, so the client's first bytes can go in the same write (one
+ * segment instead of two: most of the header's cost on loopback). A connection whose endpoint
+ * answers is queued in the poll phase of turn k; the client is read from in the poll phase of
+ * turn k+1 (its bytes are usually already there: it wrote right after connecting); what is still
+ * held in the check phase of turn k+1 is sent alone (a client that waits for the server to speak
+ * gets its greeting two turns later). One setImmediate per turn with headers held, none per connection.
+ */
+export class HeldHeaders<T> {
+  private fresh: T[] = []
+  private due: T[] = []
+  private scheduled = false
+  private readonly flush: (item: T) => void
+  private readonly tick = (): void => { this.turn() }
+
+  /** `flush(item)` sends the item's header if it is still held. */
+  constructor (flush: (item: T) => void) {
+    this.flush = flush
+  }
+
+  hold (item: T): void {
+    this.fresh.push(item)
+    if (!this.scheduled) { this.scheduled = true; setImmediate(this.tick) }
+  }
+
+  private turn (): void {
+    const due = this.due
+    for (let i = 0; i < due.length; i++) this.flush(due[i] as T)
+    due.length = 0
+    this.due = this.fresh
+    this.fresh = due
+    if (this.due.length > 0) setImmediate(this.tick)
+    else this.scheduled = false
+  }
+}

@@ -2,7 +2,7 @@ import { connect, type Socket } from 'node:net'
 import type { Backend } from '../balancer/backend.js'
 import type { CloseReason } from '../frontend/events.js'
 import { acceptFailed, isFdExhaustion } from '../frontend/limits.js'
-import { tcpHeader, tcpMode } from '../frontend/proxy-protocol.js'
+import { HeldHeaders, tcpHeader, tcpMode } from '../frontend/proxy-protocol.js'
 import { dial, dialFailed } from './dial.js'
 import { noteAccepted, noteConnected, notePairFinished, PairBase, type PairHost } from './pair.js'
 import { adoptAccepted, type BufferedSocket, connectBuffered, reclaim, relay, releaseReadBuffer } from './stream-reads.js'
@@ -92,7 +92,7 @@ function onBackendConnect (this: PairSocket): void {
   if (p.clientClosed) { this.destroy(); return }
   noteConnected(p)
   const pp = tcpMode(p.rt, p.fe.ctx)
-  if (pp !== 'none') this.write(tcpHeader(p.fe, pp, p.clientIP, p.clientPort, p.client)) // PROXY protocol: before any client byte
+  if (pp !== 'none') { this.cork(); this.write(tcpHeader(p.fe, pp, p.clientIP, p.clientPort, p.client)); held.hold(this) } // PROXY protocol: before any client byte, in one write with the first of them
   const c = p.client
   if (!p.pooled) {
     c.on('data', onClientData)
@@ -104,6 +104,9 @@ function onBackendConnect (this: PairSocket): void {
   this.on('drain', onBackendDrain)
   c.resume()
 }
+
+/** The PROXY protocol header and what the client sent this turn go out together (frontend/proxy-protocol.ts). */
+const held = new HeldHeaders<Socket>((s) => { if (s.writableCorked > 0) s.uncork() })
 
 // Data path. Backpressure: when a write is refused, pause the source until the sink drains,
 // so a slow reader on either side holds at most one socket buffer, never an unbounded queue.

@@ -1,7 +1,7 @@
 import type { Backend } from '../balancer/backend.js'
 import type { CloseReason } from '../frontend/events.js'
 import { acceptFailed, isFdExhaustion } from '../frontend/limits.js'
-import { tcpHeader, tcpMode } from '../frontend/proxy-protocol.js'
+import { HeldHeaders, tcpHeader, tcpMode } from '../frontend/proxy-protocol.js'
 import { sourceAllowed } from '../frontend/runtime.js'
 import { SHUTDOWN_DONE_AT_ONCE, UV_ENOTCONN, UV_EOF, type UvConnectReq, type UvShutdownReq, type UvTcpBinding, type UvTcpHandle, uvErrorName, uvTcp, type UvWriteReq } from '../internals/uv-tcp.js'
 import { giveReadBuffer, LARGE_READ, SMALL_READ, takeReadBuffer } from './buffer-pool.js'
@@ -73,6 +73,8 @@ class Side {
 class UvPair extends PairBase {
   readonly client: Side
   backend: Side | null = null
+  /** PROXY protocol header held for the client's first bytes (onFirstRead, flushHeader). */
+  header: Buffer | null = null
 
   constructor (id: number, h: UvTcpHandle, fe: PairHost) {
     super(id, fe)
@@ -161,23 +163,59 @@ function onConnect (this: ConnectReq, status: number): void {
     return
   }
   noteConnected(p)
-  const pp = tcpMode(p.rt, p.fe.ctx)
-  if (pp !== 'none' && !sendHeader(s, tcpHeader(p.fe, pp, p.clientIP, p.clientPort, p.client.h))) return
   startReading(p.client)
-  if (s.writing) { p.client.paused = true; p.client.h.readStop() } // the header is still being written: relay's rule
   startReading(s)
+  const pp = tcpMode(p.rt, p.fe.ctx)
+  if (pp === 'none' || p.client.closed) return
+  // PROXY protocol: the header goes before any client byte, with the first of them when they come this turn.
+  p.header = tcpHeader(p.fe, pp, p.clientIP, p.clientPort, p.client.h)
+  p.client.h.onread = onFirstRead
+  held.hold(p)
 }
 
-/** PROXY protocol: the header, written to the backend before any client byte; false when that failed (the pair is closed). */
-function sendHeader (s: Side, head: Buffer): boolean {
+const held = new HeldHeaders<UvPair>(flushHeader)
+
+/** The client's first read while the header is held: header and bytes in one write. */
+function onFirstRead (this: Handle): Buffer | undefined {
+  this.onread = onRead
+  const c = this[kSide]
+  const p = c.pair
+  const head = p.header
+  const n = uv.state[uv.READ_BYTES_OR_ERROR] as number
+  if (head === null || n <= 0 || p.backend === null) { flushHeader(p); return onRead.call(this) }
+  p.header = null
+  c.bytesRead += n
+  p.rt.bytesUp += n
+  if (p.endpoint !== null) p.endpoint.bytesUp += n
+  const out = Buffer.allocUnsafe(head.length + n)
+  head.copy(out, 0)
+  ;(c.buf as Buffer).copy(out, head.length, 0, n)
+  writeFirst(p.backend, out)
+  return undefined
+}
+
+/** Sends a header still held (alone: the client sent nothing this turn, or its first read was EOF). */
+function flushHeader (p: UvPair): void {
+  const head = p.header
+  if (head === null) return
+  p.header = null
+  if (!p.client.closed) p.client.h.onread = onRead
+  const d = p.backend
+  if (d !== null && !d.closed && !d.writeEnded) writeFirst(d, head)
+}
+
+/** The first write to the backend, with relay's rule: while it is in flight the client is not read. */
+function writeFirst (dst: Side, buf: Buffer): void {
   const req = uv.newWriteReq() as WriteReq
-  req.handle = s.h
+  req.handle = dst.h
   req.oncomplete = onWriteDone
-  req[kSide] = s
-  if (s.h.writeBuffer(req, head) !== 0) { sideFailed(s); return false }
-  if (uv.state[uv.LAST_WRITE_WAS_ASYNC] === 0) s.req = req
-  else { req.buffer = head; s.writing = true }
-  return true
+  req[kSide] = dst
+  if (dst.h.writeBuffer(req, buf) !== 0) { sideFailed(dst); return }
+  if (uv.state[uv.LAST_WRITE_WAS_ASYNC] === 0) { dst.req = req; return }
+  req.buffer = buf
+  dst.writing = true
+  const src = dst.peer
+  if (!src.closed && !src.paused) { src.paused = true; src.h.readStop() }
 }
 
 function startReading (s: Side): void {
