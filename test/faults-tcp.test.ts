@@ -2,6 +2,7 @@
 // (proxy.faults). Real sockets on 127.0.130.x (endpoints) and 127.130.x.y (services).
 // Timing assertions are one-sided (elapsed ≥ the delay); accuracy is bench/faults.ts's job.
 import { spawn } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import t from 'tap'
@@ -143,13 +144,13 @@ t.test('slicer: the endpoint sees many small reads, the data intact', async (t) 
   const r = await recorder(t, '127.0.130.6')
   const p = testProxy(t)
   await p.apply(svcWithEndpoints('slice', '127.130.0.6', 80, [{ ip: '127.0.130.6', port: r.port }]))
-  p.faults.add({ service: 'default/slice' }, { type: 'slicer', stream: 'upstream', attributes: { average_size: 10, size_variation: 5, delay: 2000 } })
+  p.faults.add({ service: 'default/slice' }, { type: 'slicer', stream: 'upstream', attributes: { average_size: 10, size_variation: 5, delay: 5000 } })
   const s = await dialTo(p, 'default/slice')
   const msg = 'abcdefghij'.repeat(50)
   s.write(msg)
   t.ok(await until(() => r.data().length === 500))
   t.equal(r.data(), msg, 'the same bytes in the same order')
-  t.ok(r.reads.length >= 20, `${r.reads.length} reads for one 500-byte write`)
+  t.ok(r.reads.length >= 10, `${r.reads.length} reads for one 500-byte write (about 50 slices, 5 ms apart)`)
   s.destroy()
 })
 
@@ -365,4 +366,31 @@ t.test('visible in status(), /v1/services, svcproxy status and /metrics', async 
   t.equal(valueOf(m, 'svcproxy_faults_active', { ...SP, type: 'latency' }), 2, 'a loss toxic does not apply to a TCP port')
   t.equal(valueOf(m, 'svcproxy_fault_connections_total', { ...SP, type: 'latency' }), 2)
   t.equal(valueOf(m, 'svcproxy_fault_bytes_total', { ...SP, type: 'latency' }), 10, '5 bytes each way')
+})
+
+t.test('the fault path keeps data intact and bounded: 8 MiB echoed through latency and bandwidth toxics', async (t) => {
+  const e = await echoServer(t, '127.0.130.20')
+  const p = testProxy(t)
+  await p.apply(svcWithEndpoints('bulk', '127.130.0.20', 80, [{ ip: '127.0.130.20', port: e.port }]))
+  p.faults.add({ service: 'default/bulk' }, { name: 'lag', type: 'latency', stream: 'both', attributes: { latency: 5, jitter: 5 } })
+  p.faults.add({ service: 'default/bulk' }, { name: 'bw', type: 'bandwidth', stream: 'upstream', attributes: { rate: 100_000 } })
+  const data = randomBytes(8 << 20)
+  const s = await dialTo(p, 'default/bulk')
+  const hash = createHash('sha256')
+  let got = 0
+  let maxQueued = 0
+  const rt = p.dataplane.runtimes.get('default/bulk:80')
+  const done = new Promise<void>((resolve) => {
+    s.on('data', (c: Buffer) => {
+      hash.update(c)
+      got += c.length
+      for (const pair of p.dataplane.frontends.values()) if (pair.rt === rt) maxQueued = Math.max(maxQueued, ...[...(pair as unknown as { pairs: Set<{ queued: () => number }> }).pairs].map((x) => x.queued()))
+      if (got === data.length) resolve()
+    })
+  })
+  s.end(data)
+  await done
+  t.equal(hash.digest('hex'), createHash('sha256').update(data).digest('hex'), 'the same bytes, in order')
+  t.ok(maxQueued < 8 << 20, `at most ${maxQueued} bytes queued in the proxy at once (backpressure held)`)
+  s.destroy()
 })
