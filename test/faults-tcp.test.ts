@@ -394,3 +394,19 @@ t.test('the fault path keeps data intact and bounded: 8 MiB echoed through laten
   t.ok(maxQueued < 8 << 20, `at most ${maxQueued} bytes queued in the proxy at once (backpressure held)`)
   s.destroy()
 })
+
+t.test('down on the pinned endpoint (sessionAffinity ClientIP): the pin is dropped and the client moves for good', async (t) => {
+  const a = await nameServer(t, 'a', '127.0.130.21')
+  const b = await nameServer(t, 'b', '127.0.130.22')
+  const p = testProxy(t)
+  await p.apply(svcWithEndpoints('aff', '127.130.0.21', 80, [{ ip: '127.0.130.21', port: a.port }, { ip: '127.0.130.22', port: b.port }], { spec: { sessionAffinity: 'ClientIP' } }))
+  const addr = p.address('default/aff', 80)
+  const first = await fetchAll(addr.address, addr.port)
+  t.equal(await fetchAll(addr.address, addr.port), first, 'pinned')
+  const pinned = first === 'a' ? `127.0.130.21:${a.port}` : `127.0.130.22:${b.port}`
+  p.faults.add({ service: 'default/aff', endpoint: pinned }, { name: 'off', type: 'down' })
+  const moved = await fetchAll(addr.address, addr.port)
+  t.not(moved, first, 'the ladder moved to the other endpoint')
+  p.faults.clear({ service: 'default/aff' })
+  t.equal(await fetchAll(addr.address, addr.port), moved, 'and the client stays pinned there after the fault is gone')
+})
