@@ -140,6 +140,7 @@ export function explain (table: Table, dp: DataPlane, hostname: string, service:
     for (const o of eligible) if (o !== v) { o.eligible = false; o.reasons.push(`${clientIP} is pinned to ${chosen.key} by ClientIP affinity`) }
   } else {
     out.reason = pickReason(out.algorithm, chosen, candidates)
+    if (svc.sessionAffinity === 'ClientIP') out.reason += `; ClientIP affinity: ${clientIP} has no pin yet, this pick becomes it`
   }
   const down = downFaults(rt, chosen.key)
   if (down !== '') out.reason += `; but it is ${down}: that dial fails and the connection moves on to the next pick`
