@@ -97,6 +97,21 @@ t.test('waitFor rejects with ClosedError when the proxy closes, and at once on a
   t.equal(listeners(p), 0)
 })
 
+t.test('waitFor and events() end on an AbortSignal, listeners removed', async (t) => {
+  const p = testProxy(t)
+  const ac = new AbortController()
+  const w = p.waitFor('close', null, { signal: ac.signal }).then(() => null, (x: unknown) => x)
+  const it = p.events({ signal: ac.signal })
+  t.equal(p.listenerCount('close'), 2)
+  ac.abort(new Error('test over'))
+  t.match(String(await w), /test over/)
+  t.same(await it.next(), { value: undefined, done: true })
+  t.equal(listeners(p), 0)
+  const pre = await p.waitFor('close', null, { signal: ac.signal }).then(() => null, (x: unknown) => x)
+  t.match(String(pre), /test over/, 'an aborted signal rejects at once')
+  t.equal(listeners(p), 0)
+})
+
 // ------------------------------------------------------------------------------ events()
 
 t.test('events() streams one service\'s events, filtered, and stops cleanly on break', async (t) => {
