@@ -9,7 +9,10 @@ import type { ServicePortRuntime } from '../lib/frontend/runtime.js'
 import { renderMetrics } from '../lib/admin/collect.js'
 import { ProcessStats } from '../lib/admin/process-stats.js'
 import { renderStatus } from '../lib/cli/status.js'
-import { captureLogger, fetchAll, freePort, nameServer, svcWithEndpoints, testProxy, udpClient, udpClosedPort, udpServer, until } from './helpers.js'
+import { captureLogger, fetchAll, freePort, nameServer, runCli, svcWithEndpoints, testProxy, udpClient, udpClosedPort, udpServer, until } from './helpers.js'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 function runtime (p: ServiceProxy, name: string): ServicePortRuntime {
   for (const rt of p.dataplane.runtimes.values()) if (rt.service === name) return rt
@@ -187,4 +190,21 @@ t.test('UDP: an endpoint answering with ICMP port unreachable is ejected too; ne
     t.equal((await c.request(`r${i}`, addr.port, addr.address))?.data.toString(), `good:r${i}`)
   }
   t.equal(rt.dialFailures, failures, 'no session tried it since')
+})
+
+t.test('svcproxy run: a bad --outlier-* value is a usage error naming the flag', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'svcproxy-outlier-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const file = join(dir, 'svc.json')
+  await writeFile(file, JSON.stringify(svcWithEndpoints('f', '127.96.140.8', 80, [])))
+  const admin = ['--metrics-bind-address', '', '--healthz-bind-address', '']
+  for (const [flag, value, want] of [
+    ['--outlier-base-ejection-time', '0s', /^svcproxy run: --outlier-base-ejection-time: expected a duration from 1ms to 24h, such as 30s, got "0s"$/],
+    ['--outlier-max-ejection-percent', '101', /^svcproxy run: --outlier-max-ejection-percent: expected an integer 0-100, got "101"$/],
+    ['--outlier-consecutive-failures', 'many', /^svcproxy run: --outlier-consecutive-failures: expected an integer 0-1000, got "many"$/],
+  ] as Array<[string, string, RegExp]>) {
+    const r = await runCli(['run', '--config', file, flag, value, ...admin])
+    t.equal(r.code, 2, `${flag} ${value}: exit 2`)
+    t.match(r.stderr.trim(), want)
+  }
 })

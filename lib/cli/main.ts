@@ -12,7 +12,7 @@ import { DEFAULTS } from '../defaults.js'
 import { describeError, type FileSource, watchConfigFile } from '../sources/file.js'
 import { Table } from '../table/table.js'
 import { parseDuration } from '../util/duration.js'
-import { MAX_CONSECUTIVE_FAILURES } from '../model/endpoint-health.js'
+import { MAX_CONSECUTIVE_FAILURES, MAX_EJECTION_MS } from '../model/endpoint-health.js'
 import { cleanupVipInterface } from '../host/vip-interface.js'
 import { redactUrl } from '../store/connect.js'
 import { checkToxiproxyFlags, startAdminFromFlags } from './admin.js'
@@ -195,12 +195,19 @@ function proxyOptions (values: FlagValues, logger: Logger): ProxyOptions {
     maxConnections: int(values, 'max-connections', 0, MAX_CONNECTIONS_LIMIT),
     tcpIdleTimeoutMs: durationFlag(values, 'tcp-idle-timeout', DEFAULTS.tcpIdleTimeoutMs),
     outlierConsecutiveFailures: int(values, 'outlier-consecutive-failures', 0, MAX_CONSECUTIVE_FAILURES),
-    outlierBaseEjectionTimeMs: durationFlag(values, 'outlier-base-ejection-time', DEFAULTS.outlierBaseEjectionTimeMs),
-    outlierMaxEjectionTimeMs: durationFlag(values, 'outlier-max-ejection-time', DEFAULTS.outlierMaxEjectionTimeMs),
+    outlierBaseEjectionTimeMs: ejectionTime(values, 'outlier-base-ejection-time', DEFAULTS.outlierBaseEjectionTimeMs),
+    outlierMaxEjectionTimeMs: ejectionTime(values, 'outlier-max-ejection-time', DEFAULTS.outlierMaxEjectionTimeMs),
     outlierMaxEjectionPercent: int(values, 'outlier-max-ejection-percent', 0, 100),
     vipInterface: str(values, 'vip-interface'),
     proxyProtocol: pp as ProxyProtocolMode,
   }
+}
+
+/** An outlier ejection time flag: 1ms to 24h, refused naming the flag. */
+function ejectionTime (values: FlagValues, name: string, dflt: number): number {
+  const ms = durationFlag(values, name, dflt)
+  if (ms < 1 || ms > MAX_EJECTION_MS) throw new ConfigError(`--${name}: expected a duration from 1ms to 24h, such as 30s, got "${str(values, name) ?? ''}"`)
+  return ms
 }
 
 function durationFlag (values: FlagValues, name: string, dflt: number): number {
