@@ -21,7 +21,7 @@ export const STATS_PAGE_SCRIPT: string = String.raw`
   // [colour class, shape, text]: state is told by the word and the shape, colour only adds.
   var PORT = { up: ['ok', '\u25cf', 'UP'], degraded: ['warn', '\u25b2', 'DEGRADED'], 'no-endpoints': ['bad', '\u25a0', 'NO ENDPOINTS'], error: ['bad', '\u25a0', 'LISTENER ERROR'] }
   var FE = { listening: ['ok', '\u25cf', 'LISTENING'], binding: ['warn', '\u25b2', 'BINDING'], error: ['bad', '\u25a0', 'ERROR'], closed: ['off', '\u25cb', 'CLOSED'] }
-  var EP = { ready: ['ok', '\u25cf', 'READY'], terminating: ['warn', '\u25b2', 'TERMINATING'] }
+  var EP = { ready: ['ok', '\u25cf', 'READY'], terminating: ['warn', '\u25b2', 'TERMINATING'], ejected: ['bad', '\u25a0', 'EJECTED'], 'check-down': ['bad', '\u25a0', 'CHECK DOWN'] }
   var RANK = { ok: 0, off: 1, warn: 2, bad: 3 }
   function stateOf (table, s) { return table[s] || ['warn', '\u25c6', String(s).toUpperCase()] }
 

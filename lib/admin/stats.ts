@@ -10,8 +10,11 @@ import type { Rate, RateWindow } from './rates.js'
  * in docs/operations.md and stats-serialize.ts.
  */
 
-/** `ready`, or `terminating`: a serving-and-terminating endpoint used because none is ready (KEP-1669). */
-export type EndpointState = 'ready' | 'terminating'
+/**
+ * `ready`, or `terminating`: a serving-and-terminating endpoint used because none is ready (KEP-1669);
+ * `ejected` (outlier detection) or `check-down` (its active check fails): no new connections (docs/health.md).
+ */
+export type EndpointState = 'ready' | 'terminating' | 'ejected' | 'check-down'
 
 /**
  * `up`: listening with ready endpoints; `degraded`: only terminating endpoints, or a listener
@@ -97,7 +100,7 @@ export function buildStats (proxy: ServiceProxy, health: SourceHealth, rates: Ra
         nodeName: e.nodeName,
         podName: b?.podName ?? '',
         ready: e.ready,
-        state: e.ready ? 'ready' : 'terminating',
+        state: e.ejected ? 'ejected' : !e.eligible && e.check !== 'none' ? 'check-down' : e.ready ? 'ready' : 'terminating',
         active: e.active,
         accepted: e.accepted,
         dialFailures: e.dialFailures,

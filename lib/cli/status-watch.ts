@@ -25,7 +25,7 @@ const SGR: Record<string, string> = { ok: '32', warn: '33', bad: '31', off: '2' 
 const STATE_CLASS: Record<string, string> = {
   up: 'ok', ready: 'ok', listening: 'ok', SYNCED: 'ok',
   degraded: 'warn', terminating: 'warn', binding: 'warn', 'NOT-SYNCED': 'warn',
-  'no-endpoints': 'bad', error: 'bad', STALE: 'bad',
+  'no-endpoints': 'bad', error: 'bad', STALE: 'bad', ejected: 'bad', 'check-down': 'bad',
   closed: 'off',
 }
 
