@@ -146,7 +146,11 @@ function connect (p: UvPair, b: Backend): string {
   req.oncomplete = onConnect
   req[kSide] = s
   const err = b.ip.includes(':') ? h.connect6(req, b.ip, b.port) : h.connect(req, b.ip, b.port)
-  if (err === 0) return ''
+  if (err === 0) {
+    // Read from the connect on: one epoll entry for both (reads started after it cost libuv a failing re-add and a MOD).
+    if (h.readStart() === 0) useBuffer(s)
+    return ''
+  }
   // No descriptor for the backend socket: the same episode as a failed accept.
   const code = uvErrorName(err)
   if (isFdExhaustion(code)) acceptFailed(p.fe.ctx.limits, p.fe.ctx.logger, { code, noticed: 'dial', service: p.rt.id })
@@ -187,10 +191,7 @@ function onFirstRead (this: Handle): Buffer | undefined {
   c.bytesRead += n
   p.rt.bytesUp += n
   if (p.endpoint !== null) p.endpoint.bytesUp += n
-  const out = Buffer.allocUnsafe(head.length + n)
-  head.copy(out, 0)
-  ;(c.buf as Buffer).copy(out, head.length, 0, n)
-  writeFirst(p.backend, out)
+  writeFirst(p.backend, Buffer.concat([head, (c.buf as Buffer).subarray(0, n)], head.length + n))
   return undefined
 }
 
@@ -219,11 +220,15 @@ function writeFirst (dst: Side, buf: Buffer): void {
 }
 
 function startReading (s: Side): void {
+  if (s.buf !== null) return // the backend, read since its connect
+  useBuffer(s)
+  if (s.h.readStart() !== 0) sideFailed(s)
+}
+
+function useBuffer (s: Side): void {
   const b = takeReadBuffer(SMALL_READ)
   s.buf = b
   s.h.useUserBuffer(b)
-  const err = s.h.readStart()
-  if (err !== 0) sideFailed(s)
 }
 
 // The read callback: `this` is the handle, nread comes through the shared state array.
