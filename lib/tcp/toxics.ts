@@ -72,6 +72,15 @@ export class ToxicPipe {
   /** A chunk read from src. */
   push (chunk: Buffer): void {
     if (this.disposed || this.closeAfter) return
+    if (this.toxics.length === 0 && this.head === this.queue.length && !this.waiting) {
+      // No toxic in this direction (the connection rolled none, or they are the other way's).
+      if (!this.dst.destroyed && !this.dst.writableEnded && !this.dst.write(chunk)) {
+        this.waiting = true
+        this.srcPaused = true
+        this.src.pause()
+      }
+      return
+    }
     const now = performance.now()
     let bufs = [chunk]
     let times = [now]
