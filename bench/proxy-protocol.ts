@@ -82,8 +82,8 @@ async function parent (): Promise<void> {
   const { values } = parseArgs({ options: { quick: { type: 'boolean' }, engine: { type: 'string' }, conns: { type: 'string' }, rounds: { type: 'string' }, concurrency: { type: 'string' } } })
   const quick = values.quick === true
   const engine = values.engine === 'node' ? 'node' : 'uv'
-  const conns = Number(values.conns ?? (quick ? 300 : 4000))
-  const rounds = Number(values.rounds ?? (quick ? 2 : 7))
+  const conns = Number(values.conns ?? (quick ? 300 : 1500))
+  const rounds = Number(values.rounds ?? (quick ? 2 : 21))
   const concurrency = Number(values.concurrency ?? 32)
   const eps = await Promise.all(['127.0.30.1', '127.0.30.2'].map(async (ip) => ({ ip, ...(await endpoint(ip)) })))
   const proxy = await startChild<Addrs>('svcproxy', 'proxy-protocol', { engine, endpoints: eps.map((e) => ({ ip: e.ip, port: e.port })) } satisfies ChildCfg)
@@ -91,6 +91,7 @@ async function parent (): Promise<void> {
   try {
     for (const m of MODES) await batch(proxy.data[m].ip, proxy.data[m].port, Math.ceil(conns / 4), concurrency) // warm-up
     const perConn: Record<Mode, number[]> = { off: [], ctl: [], v1: [], v2: [] }
+    const userPer: Record<Mode, number[]> = { off: [], ctl: [], v1: [], v2: [] }
     let failed = 0
     for (let r = 0; r < rounds; r++) {
       const order = MODES.map((_, i) => MODES[(i + r) % MODES.length] as Mode)
@@ -99,17 +100,20 @@ async function parent (): Promise<void> {
         failed += await batch(proxy.data[m].ip, proxy.data[m].port, conns, concurrency)
         const c1 = await proxy.cpu()
         perConn[m].push((c1.user + c1.system - c0.user - c0.system) / conns)
+        userPer[m].push((c1.user - c0.user) / conns)
       }
     }
-    const ratio = (m: Mode): number => median(perConn[m].map((x, i) => x / (perConn.off[i] as number)))
+    // Paired within a round, against the mean of the two header-less services (off and ctl).
+    const base = perConn.off.map((x, i) => (x + (perConn.ctl[i] as number)) / 2)
+    const ratio = (m: Mode): number => median(perConn[m].map((x, i) => x / (m === 'ctl' || m === 'off' ? (perConn.off[i] as number) : (base[i] as number))))
     const lines = [
       `svcproxy PROXY protocol bench (${quick ? 'quick' : 'full'}, engine ${engine}) — ${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} cores, node ${process.version}, loadavg ${load0} before`,
-      `${rounds} rounds × ${conns} connections per mode, ${concurrency} at a time, interleaved; proxy process CPU (user+sys) per connection`,
+      `${rounds} rounds × ${conns} connections per mode, ${concurrency} at a time, interleaved; proxy process CPU (user+sys) per connection; v1/v2 against the mean of off and ctl in the same round, ctl against off`,
       '',
-      'mode  µs/conn (median)  rounds (µs/conn)                          vs off (median of paired ratios)',
+      'mode  µs/conn (median)  user  sys  rounds (µs/conn)                          vs off (median of paired ratios)',
     ]
     for (const m of MODES) {
-      lines.push(`${m.padEnd(5)} ${median(perConn[m]).toFixed(1).padStart(16)}  ${perConn[m].map((x) => x.toFixed(1)).join(' ').padEnd(40)}  ${m === 'off' ? '' : `${((ratio(m) - 1) * 100).toFixed(1)}%`}`)
+      lines.push(`${m.padEnd(5)} ${median(perConn[m]).toFixed(1).padStart(16)}  ${median(userPer[m]).toFixed(0).padStart(4)} ${median(perConn[m].map((x, i) => x - (userPer[m][i] as number))).toFixed(0).padStart(4)}  ${perConn[m].map((x) => x.toFixed(0)).join(' ').padEnd(40)}  ${m === 'off' ? '' : `${((ratio(m) - 1) * 100).toFixed(1)}%`}`)
     }
     lines.push('', `failed connections: ${failed}; ctl is off again (no header): its ratio is this run's noise`, `target: v1 and v2 within 5% of off: ${ratio('v1') <= 1.05 && ratio('v2') <= 1.05 ? 'met' : 'NOT met'}`)
     process.stdout.write(lines.join('\n') + '\n')
