@@ -61,6 +61,13 @@ export const UV_ENOTCONN = -107
  */
 export const SHUTDOWN_DONE_AT_ONCE = 1
 
+/** The remote address of a connected handle ('' and 0 when it has none). */
+export function peerOf (h: UvTcpHandle): { address: string, port: number } {
+  const out: { address?: string, port?: number } = {}
+  h.getpeername(out)
+  return { address: out.address ?? '', port: out.port ?? 0 }
+}
+
 /** 'ECONNREFUSED' for -111, and so on; a number libuv does not name is printed as it is. */
 export function uvErrorName (err: number): string {
   try {

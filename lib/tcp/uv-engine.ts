@@ -3,7 +3,7 @@ import type { CloseReason } from '../frontend/events.js'
 import { acceptFailed, isFdExhaustion } from '../frontend/limits.js'
 import { HeldHeaders, tcpHeader, tcpMode } from '../frontend/proxy-protocol.js'
 import { sourceAllowed } from '../frontend/runtime.js'
-import { SHUTDOWN_DONE_AT_ONCE, UV_ENOTCONN, UV_EOF, type UvConnectReq, type UvShutdownReq, type UvTcpBinding, type UvTcpHandle, uvErrorName, uvTcp, type UvWriteReq } from '../internals/uv-tcp.js'
+import { peerOf, SHUTDOWN_DONE_AT_ONCE, UV_ENOTCONN, UV_EOF, type UvConnectReq, type UvShutdownReq, type UvTcpBinding, type UvTcpHandle, uvErrorName, uvTcp, type UvWriteReq } from '../internals/uv-tcp.js'
 import { giveReadBuffer, LARGE_READ, SMALL_READ, takeReadBuffer } from './buffer-pool.js'
 import { dial, dialFailed } from './dial.js'
 import { noteAccepted, noteConnected, notePairFinished, PairBase, type PairHost } from './pair.js'
@@ -49,6 +49,8 @@ class Side {
   buf: Buffer | null = null
   /** A request for writes to this side, reused while writes finish at once; null while one is in flight. */
   req: WriteReq | null = null
+  /** A view of `buf` shorter than it, the last one written: the next read of that length reuses it. */
+  view: Buffer | null = null
   /** A write to this side is in flight: its source (the peer) is not reading. */
   writing = false
   /** Reading was stopped by backpressure (not by EOF). */
@@ -105,12 +107,6 @@ class UvPair extends PairBase {
     if (this.backend !== null) closeSide(this.backend, false)
     notePairFinished(this)
   }
-}
-
-function peerOf (h: UvTcpHandle): { address: string, port: number } {
-  const out: { address?: string, port?: number } = {}
-  h.getpeername(out)
-  return { address: out.address ?? '', port: out.port ?? 0 }
 }
 
 function queuedOn (s: Side): number {
@@ -178,6 +174,8 @@ function onConnect (this: ConnectReq, status: number): void {
 }
 
 const held = new HeldHeaders<UvPair>(flushHeader)
+/** Write requests of closed sides whose writes all finished at once: reused, one object less per side. */
+const spareReqs: WriteReq[] = []
 
 /** The client's first read while the header is held: header and bytes in one write. */
 function onFirstRead (this: Handle): Buffer | undefined {
@@ -228,6 +226,7 @@ function startReading (s: Side): void {
 function useBuffer (s: Side): void {
   const b = takeReadBuffer(SMALL_READ)
   s.buf = b
+  s.view = null
   s.h.useUserBuffer(b)
 }
 
@@ -265,13 +264,14 @@ function relay (src: Side, n: number): Buffer | undefined {
   if (dst.closed || dst.writeEnded) return undefined
   let req = dst.req
   if (req === null) {
-    req = uv.newWriteReq() as WriteReq
+    req = (spareReqs.pop() ?? uv.newWriteReq()) as WriteReq
     req.handle = dst.h
     req.oncomplete = onWriteDone
     req[kSide] = dst
     dst.req = req
   }
-  const err = dst.h.writeBuffer(req, n === buf.length ? buf : buf.subarray(0, n))
+  const view = n === buf.length ? buf : src.view !== null && src.view.length === n ? src.view : (src.view = buf.subarray(0, n))
+  const err = dst.h.writeBuffer(req, view)
   if (err !== 0) {
     sideFailed(dst)
     return undefined
@@ -296,6 +296,7 @@ function swapBuffer (s: Side, old: Buffer, size: number): Buffer {
   giveReadBuffer(old)
   const b = takeReadBuffer(size)
   s.buf = b
+  s.view = null
   return b
 }
 
@@ -327,11 +328,13 @@ function endRead (s: Side): void {
   dst.shutting = true
   const req = uv.newShutdownReq() as ShutdownReq
   req.handle = dst.h
-  req.oncomplete = onShutdownDone
   req[kSide] = dst
+  // Nothing queued to dst: its FIN goes out next loop turn (or with its close, if first): no callback needed.
+  const quiet = !dst.writing
+  if (!quiet) req.oncomplete = onShutdownDone
   const err = dst.h.shutdown(req)
-  if (err === 0) return
-  if (err === UV_ENOTCONN || err === SHUTDOWN_DONE_AT_ONCE) { dst.writeEnded = true; maybeDone(s.pair); return }
+  if (err === 0 && !quiet) return
+  if (err === 0 || err === UV_ENOTCONN || err === SHUTDOWN_DONE_AT_ONCE) { dst.writeEnded = true; maybeDone(s.pair); return }
   sideFailed(dst)
 }
 
@@ -381,6 +384,7 @@ function closeSide (s: Side, reset: boolean): void {
   s.closed = true
   const h = s.h
   if (!reset || s.readEnded || s.shutting || h.reset() !== 0) h.close()
+  if (s.req !== null && spareReqs.length < 1024) spareReqs.push(s.req) // never went async: the next pair's
   const b = s.buf
   if (b !== null) {
     s.buf = null
