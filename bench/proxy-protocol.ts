@@ -5,14 +5,21 @@
 // number of short connections (connect, "ping\n", the endpoint answers "pong" and closes); the
 // child's user+system CPU per connection is taken around each. The figure is the median over
 // rounds of on/off, paired within a round. Target: within 5% of off.
-//   node dist/bench/proxy-protocol.js [--quick] [--engine uv|node] [--conns N] [--rounds N]
+// --strace: instead, count the proxy's system calls per connection in each mode (strace -c -f -p):
+// what the header adds to the kernel's work, free of the machine's noise (strace slows it: no timing).
+//   node dist/bench/proxy-protocol.js [--quick] [--engine uv|node] [--conns N] [--rounds N] [--strace]
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { tmpdir } from 'node:os'
 import { connect, createServer, type Server } from 'node:net'
 import { cpus, loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { createProxy } from '../lib/index.js'
 import { childConfig, failToParent, serveParent, startChild } from './child.js'
+import { countsTable, parseStraceSummary, type SyscallCounts } from './syscalls.js'
 
 /** ctl: a second service without the header, the same as off: its ratio to off is the run's noise. */
 type Mode = 'off' | 'ctl' | 'v1' | 'v2'
@@ -72,6 +79,25 @@ async function batch (ip: string, port: number, n: number, concurrency: number):
   return failed
 }
 
+/** Runs `work` with strace -c attached to `pid`; returns strace's summary. */
+async function straced (pid: number, work: () => Promise<void>): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'svcproxy-pp-strace-'))
+  const out = join(dir, 'summary')
+  const st = spawn('strace', ['-c', '-f', '-p', String(pid), '-o', out], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let err = ''
+  st.stderr.on('data', (c: Buffer) => { err += c.toString() })
+  for (const t0 = Date.now(); !err.includes('attached');) {
+    if (st.exitCode !== null || Date.now() - t0 > 10_000) throw new Error(`strace: ${err.trim() || 'not attached'}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  await work()
+  st.kill('SIGINT')
+  await once(st, 'exit')
+  const text = readFileSync(out, 'utf8')
+  rmSync(dir, { recursive: true, force: true })
+  return text
+}
+
 function median (xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   const m = s.length >> 1
@@ -79,7 +105,7 @@ function median (xs: number[]): number {
 }
 
 async function parent (): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, engine: { type: 'string' }, conns: { type: 'string' }, rounds: { type: 'string' }, concurrency: { type: 'string' } } })
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, engine: { type: 'string' }, conns: { type: 'string' }, rounds: { type: 'string' }, concurrency: { type: 'string' }, strace: { type: 'boolean' } } })
   const quick = values.quick === true
   const engine = values.engine === 'node' ? 'node' : 'uv'
   const conns = Number(values.conns ?? (quick ? 300 : 1500))
@@ -90,6 +116,15 @@ async function parent (): Promise<void> {
   const load0 = loadavg()[0]?.toFixed(2) ?? '?'
   try {
     for (const m of MODES) await batch(proxy.data[m].ip, proxy.data[m].port, Math.ceil(conns / 4), concurrency) // warm-up
+    if (values.strace === true) {
+      const rows: SyscallCounts[] = []
+      for (const m of MODES) {
+        const text = await straced(proxy.pid, async () => { await batch(proxy.data[m].ip, proxy.data[m].port, conns, concurrency) })
+        rows.push({ target: m, units: conns, ...parseStraceSummary(text) })
+      }
+      process.stdout.write(`strace -c -f -p PID (engine ${engine}), ${conns} connections per mode, ${concurrency} at a time\n\n${countsTable(rows, 'connection')}\n`)
+      return
+    }
     const perConn: Record<Mode, number[]> = { off: [], ctl: [], v1: [], v2: [] }
     const userPer: Record<Mode, number[]> = { off: [], ctl: [], v1: [], v2: [] }
     let failed = 0
