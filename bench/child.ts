@@ -25,10 +25,11 @@ export interface ProxyAddresses {
   notes: Record<string, string>
 }
 
-export type ParentMessage = { type: 'cpu' } | { type: 'stop' }
+export type ParentMessage = { type: 'cpu' } | { type: 'stop' } | { type: 'gc' }
 export type ChildMessage =
   | { type: 'ready', data: unknown }
   | { type: 'cpu', user: number, system: number }
+  | { type: 'gc' }
   | { type: 'fatal', message: string }
 
 // ---------------------------------------------------------------- child side
@@ -41,6 +42,11 @@ export function serveParent (data: unknown, close: () => Promise<void>): void {
     if (m.type === 'cpu') {
       const u = process.cpuUsage()
       send({ type: 'cpu', user: u.user, system: u.system } satisfies ChildMessage)
+    } else if (m.type === 'gc') {
+      // Only when started with --expose-gc (bench/idle.ts): RSS without garbage.
+      const gc = (globalThis as { gc?: () => void }).gc
+      if (gc !== undefined) gc()
+      send({ type: 'gc' } satisfies ChildMessage)
     } else if (m.type === 'stop') {
       void close().finally(() => process.exit(0))
     }
@@ -77,6 +83,8 @@ export interface Child<T> {
    */
   cpu: () => Promise<{ user: number, system: number, total?: number }>
   stop: () => Promise<void>
+  /** A full GC in the child (Node children only; a no-op unless it runs with --expose-gc). */
+  gc?: () => Promise<void>
 }
 
 /**
@@ -111,6 +119,11 @@ export async function startChild<T> (name: string, script: string, config: unkno
       const [m] = await reply
       if (m.type !== 'cpu') throw new Error(`${name}: expected a cpu reply, got ${m.type}`)
       return { user: m.user, system: m.system }
+    },
+    async gc (): Promise<void> {
+      const reply = once(proc, 'message') as Promise<[ChildMessage]>
+      proc.send({ type: 'gc' } satisfies ParentMessage)
+      await reply
     },
     async stop (): Promise<void> {
       if (stopped) return
