@@ -351,3 +351,94 @@ t.test('the header, then exactly the client\'s bytes: a 1 MiB upload, a client t
     }
   }
 })
+
+// ---------------------------------------------------------------------------------------------
+// UDP against a real consumer: PowerDNS Recursor (Debian's pdns-recursor) takes PROXY protocol v2
+// on UDP from the addresses in proxy-protocol-from, and its Lua hook sees the addresses the header
+// carries (dq.remoteaddr, dq.localaddr): it answers a TXT query for pp.test with them.
+const DNS_QUERY_NAME = Buffer.from([2, 0x70, 0x70, 4, 0x74, 0x65, 0x73, 0x74, 0]) // pp.test.
+
+function dnsQuery (id: number): Buffer {
+  return Buffer.concat([Buffer.from([id >> 8, id & 0xff, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]), DNS_QUERY_NAME, Buffer.from([0, 16, 0, 1])])
+}
+
+/** The id and the first TXT string of an answer to dnsQuery (its answer right after the question). */
+function dnsTxt (m: Buffer): { id: number, txt: string } | null {
+  const at = 12 + DNS_QUERY_NAME.length + 4
+  if (m.length < at + 13 || m.readUInt16BE(6) < 1 || ((m[at] as number) & 0xc0) !== 0xc0 || m.readUInt16BE(at + 2) !== 16) return null
+  const len = m[at + 12] as number
+  return { id: m.readUInt16BE(0), txt: m.subarray(at + 13, at + 13 + len).toString('latin1') }
+}
+
+async function startRecursor (t: { teardown: (fn: () => unknown) => void, fail: (msg: string) => unknown }): Promise<number | null> {
+  const probe = spawnSync('pdns_recursor', ['--version'], { encoding: 'utf8' })
+  if (probe.error !== undefined) {
+    t.fail('pdns_recursor not found on PATH: install Debian\'s pdns-recursor (apt-get install -y pdns-recursor; .ci/run does it where missing)')
+    return null
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'svcproxy-recursor-'))
+  const port = await freePort('127.0.0.1')
+  writeFileSync(join(dir, 'pp.lua'), [
+    'function preresolve(dq)',
+    '  if dq.qname:equal("pp.test.") then',
+    '    dq.variable = true -- the answer depends on the header: never from the packet cache',
+    '    dq:addAnswer(pdns.TXT, \'"\' .. dq.remoteaddr:toStringWithPort() .. \' \' .. dq.localaddr:toStringWithPort() .. \'"\')',
+    '    return true',
+    '  end',
+    '  return false',
+    'end',
+  ].join('\n'))
+  writeFileSync(join(dir, 'recursor.conf'), [
+    // allow-from applies to the address a header carries: the test's clients (127/8) and the probe's (10/8).
+    'local-address=127.0.0.1', `local-port=${port}`, 'proxy-protocol-from=127.0.0.0/8', 'allow-from=127.0.0.0/8, 10.0.0.0/8', `lua-dns-script=${dir}/pp.lua`,
+    `socket-dir=${dir}`, 'daemon=no', 'threads=1', 'disable-syslog=yes', 'quiet=yes',
+  ].join('\n'))
+  let log = ''
+  const child: ChildProcess = spawn('pdns_recursor', [`--config-dir=${dir}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+  child.stdout?.on('data', (d: Buffer) => { log += d.toString() })
+  child.stderr?.on('data', (d: Buffer) => { log += d.toString() })
+  let exited = false
+  child.on('exit', () => { exited = true })
+  t.teardown(async () => {
+    if (!exited) { child.kill('SIGKILL'); await once(child, 'exit') }
+    rmSync(dir, { recursive: true, force: true })
+  })
+  // Ready once it answers a query that carries its own header.
+  const s = createSocket('udp4')
+  let ready = false
+  s.on('message', (m) => { if (dnsTxt(m)?.txt === '10.0.0.1:1 10.0.0.2:2') ready = true })
+  const up = await until(() => {
+    if (exited || ready) return true
+    s.send(Buffer.concat([encodeV2('UDP', '10.0.0.1', 1, '10.0.0.2', 2), dnsQuery(1)]), port, '127.0.0.1')
+    return false
+  })
+  s.close()
+  if (!up || !ready) {
+    t.fail(`pdns_recursor did not answer: ${log.slice(-800)}`)
+    return null
+  }
+  return port
+}
+
+t.test('UDP v2 read by a real consumer: PowerDNS Recursor sees the client and the clusterIP, every datagram', async (t) => {
+  const port = await startRecursor(t)
+  if (port === null) return
+  for (const engine of ['uv', 'node'] as const) {
+    const p = testProxy(t, { engine })
+    const vip = engine === 'uv' ? '127.66.0.1' : '127.66.0.2'
+    await p.apply(svcWithEndpoints('dns', vip, 53, [{ ip: '127.0.0.1', port }], { protocol: 'UDP', annotations: { 'svcproxy.io/proxy-protocol': 'v2' } }))
+    const addr = p.address('default/dns', 53)
+    const client = createSocket('udp4')
+    client.bind(0, `127.77.${engine === 'uv' ? 60 : 61}.1`)
+    await once(client, 'listening')
+    t.teardown(() => client.close())
+    const answers = new Map<number, string>()
+    client.on('message', (m) => { const a = dnsTxt(m); if (a !== null) answers.set(a.id, a.txt) })
+    // Three queries in one session: the recursor reads a header before each one.
+    for (const id of [101, 102, 103]) client.send(dnsQuery(id), addr.port, addr.address)
+    t.ok(await until(() => answers.size === 3), `${engine}: three answers`)
+    const want = `127.77.${engine === 'uv' ? 60 : 61}.1:${client.address().port} ${vip}:${addr.port}`
+    t.same([...answers.entries()].sort(), [[101, want], [102, want], [103, want]], `${engine}: the recursor saw the client and the clusterIP:port in each datagram's header`)
+    await p.close()
+  }
+})
