@@ -25,14 +25,43 @@ export interface StoreKeys {
   feed: string
   /** STRING: random id set by the first write; a new value means the store was wiped and re-created. */
   epoch: string
+  /**
+   * Schema 2 (writers only; readers need none of it). HASH `Kind/namespace/name` → digest of the
+   * stored text (`sha`), for a Service `sha:inputSha` (the applied JSON before allocation), so a
+   * writer finds what a document changes without reading the records it does not change.
+   */
+  digest: string
+  /** Schema 2. HASH `ip/ADDRESS` | `port/NUMBER` → `namespace/name` of the Service holding it. */
+  alloc: string
+  /** STRING: the revision a large commit is still copying into `objects` (absent: none). */
+  applying: string
+  /** LIST: the slices of that commit not copied yet (JSON arrays of [op, a, b] triples). */
+  pending: string
+  /** STRING: the schema version, "2" ("1" or absent: written before the digest and alloc indexes). */
+  schema: string
 }
 
+/** The schema version this code writes (see docs/redis.md, "Schema"). */
+export const SCHEMA_VERSION = '2'
+
 export function storeKeys (prefix = DEFAULT_PREFIX): StoreKeys {
-  return { objects: `${prefix}objects`, rev: `${prefix}rev`, feed: `${prefix}feed`, epoch: `${prefix}epoch` }
+  return {
+    objects: `${prefix}objects`,
+    rev: `${prefix}rev`,
+    feed: `${prefix}feed`,
+    epoch: `${prefix}epoch`,
+    digest: `${prefix}digest`,
+    alloc: `${prefix}alloc`,
+    applying: `${prefix}applying`,
+    pending: `${prefix}pending`,
+    schema: `${prefix}schema`,
+  }
 }
 
 /** The Redis type each key holds when svcproxy wrote it (an absent key is fine too). */
-export const KEY_TYPES: Readonly<Record<keyof StoreKeys, string>> = { objects: 'hash', rev: 'string', feed: 'stream', epoch: 'string' }
+export const KEY_TYPES: Readonly<Record<keyof StoreKeys, string>> = {
+  objects: 'hash', rev: 'string', feed: 'stream', epoch: 'string', digest: 'hash', alloc: 'hash', applying: 'string', pending: 'list', schema: 'string',
+}
 
 /** The revision key's value (null: never written = 0); anything but a whole number is corruption. */
 export function parseRevision (value: unknown, key: string): number {
@@ -76,16 +105,26 @@ export function refOfKey (key: string): ObjectRef | null {
   return { kind: parts[0] as ObjectKind, namespace: parts[1] ?? '', name: parts[2] ?? '' }
 }
 
-/** The revision of a feed entry id `REV-SEQ`; NaN when the id was not written by svcproxy. */
+/** The revision of a feed entry id `REV-0`; NaN when the id was not written by svcproxy (or is a later part). */
 export function revOfId (id: string): number {
   const m = /^(\d+)-0$/.exec(id)
   return m === null ? Number.NaN : Number(m[1])
+}
+
+/** A later part `REV-N` (N ≥ 1) of a revision written in parts; null for anything else. */
+export function partOfId (id: string): { rev: number, part: number } | null {
+  const m = /^(\d+)-([1-9]\d*)$/.exec(id)
+  return m === null ? null : { rev: Number(m[1]), part: Number(m[2]) }
 }
 
 export interface FeedEntry {
   /** The store epoch the entry was written in: a reader following another epoch must relist. */
   epoch: string
   ops: FeedOp[]
+  /** Schema 2: a large revision's ops follow in entries REV-1..REV-parts (0: all are here). */
+  parts: number
+  /** Schema 2: in entry REV-N of such a revision, N (0 in REV-0). */
+  part: number
 }
 
 /** Decodes an entry's fields; throws on anything malformed (the caller logs the entry id and relists). */
@@ -93,16 +132,24 @@ export function decodeEntry (fields: unknown): FeedEntry {
   if (!Array.isArray(fields)) throw new Error('entry fields are not a list')
   let text: unknown
   let epoch: unknown = ''
+  let parts = 0
+  let part = 0
   for (let i = 0; i + 1 < fields.length; i += 2) {
     if (fields[i] === 'ops') text = fields[i + 1]
     else if (fields[i] === 'epoch') epoch = fields[i + 1]
+    else if (fields[i] === 'parts') parts = Number(fields[i + 1])
+    else if (fields[i] === 'part') part = Number(fields[i + 1])
   }
+  if (!Number.isSafeInteger(part) || part < 0) throw new Error('entry has a "part" field that is not a number')
+  if (!Number.isSafeInteger(parts) || parts < 0) throw new Error('entry has a "parts" field that is not a count')
   if (typeof text !== 'string') throw new Error('entry has no "ops" field')
   if (typeof epoch !== 'string') throw new Error('entry has a non-string "epoch" field')
   const ops: unknown = JSON.parse(text)
   if (!Array.isArray(ops)) throw new Error('"ops" is not a JSON array')
   return {
     epoch,
+    parts,
+    part,
     ops: ops.map((o: unknown, i): FeedOp => {
       if (typeof o !== 'object' || o === null) throw new Error(`ops[${i}] is not an object`)
       const r = o as Record<string, unknown>
@@ -113,63 +160,3 @@ export function decodeEntry (fields: unknown): FeedEntry {
     }),
   }
 }
-
-/**
- * LIST: epoch, revision and every object, read atomically (one script runs alone), so the
- * snapshot is exactly the state at that revision. Returns {epoch|false, rev|false, flat HGETALL}.
- */
-export const LIST_SCRIPT = `
-return { redis.call('GET', KEYS[3]), redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1]) }
-`
-
-/**
- * What a writer needs to validate a batch: epoch, revision, every stored Service (for clusterIP
- * and nodePort uniqueness) and the current text of the batch's own keys (for created/unchanged).
- * ARGV: the batch's keys.
- */
-export const READ_FOR_WRITE_SCRIPT = `
-local all = redis.call('HGETALL', KEYS[1])
-local svcs = {}
-for i = 1, #all, 2 do
-  if string.sub(all[i], 1, 8) == 'Service/' then svcs[#svcs + 1] = all[i]; svcs[#svcs + 1] = all[i + 1] end
-end
-local mine = {}
--- In chunks: unpack() of thousands of values overflows the Lua stack.
-for s = 1, #ARGV, 1000 do
-  local chunk = {}
-  for i = s, math.min(s + 999, #ARGV) do chunk[#chunk + 1] = ARGV[i] end
-  for _, v in ipairs(redis.call('HMGET', KEYS[1], unpack(chunk))) do mine[#mine + 1] = v end
-end
-return { redis.call('GET', KEYS[3]), redis.call('GET', KEYS[2]), svcs, mine }
-`
-
-/**
- * COMMIT, all or nothing: only if the revision is still the one the batch was validated
- * against (optimistic concurrency, like resourceVersion). Every check runs before the first
- * write, because Redis does not roll a script back.
- * ARGV: expectedRev, expectedEpoch ('' = none yet), newEpoch, feedMaxLen, opsJson, then
- * (op, key, value) triples.
- * Returns the new revision, or {'conflict', currentRev}.
- */
-export const COMMIT_SCRIPT = `
-local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
-local epoch = redis.call('GET', KEYS[3]) or ''
-if cur ~= tonumber(ARGV[1]) or epoch ~= ARGV[2] then return { 'conflict', tostring(cur) } end
-local last = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', 1)
-if #last > 0 then
-  local lastRev = tonumber(string.match(last[1][1], '^(%d+)-'))
-  if lastRev ~= nil and lastRev >= cur + 1 then
-    -- The feed is ahead of the counter (a hand edit): repair the counter, let the writer retry.
-    redis.call('SET', KEYS[2], tostring(lastRev))
-    return { 'conflict', tostring(lastRev) }
-  end
-end
-local rev = redis.call('INCR', KEYS[2])
-if epoch == '' then epoch = ARGV[3]; redis.call('SET', KEYS[3], epoch) end
-for i = 6, #ARGV, 3 do
-  if ARGV[i] == 'put' then redis.call('HSET', KEYS[1], ARGV[i + 1], ARGV[i + 2])
-  else redis.call('HDEL', KEYS[1], ARGV[i + 1]) end
-end
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], tostring(rev) .. '-0', 'epoch', epoch, 'ops', ARGV[5])
-return rev
-`

@@ -3,14 +3,17 @@
 
 import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
-import { StoreError, ValidationError } from '../errors.js'
+import { DEFAULTS } from '../defaults.js'
+import { StoreError, ValidationError, type ValidationIssue } from '../errors.js'
 import { parseDocument, readDocumentFile } from '../model/document.js'
-import { type KubeObject, objectKey } from '../model/types.js'
+import { type KubeObject, type Service, objectKey, objectRef } from '../model/types.js'
 import { type ObjectRef, parseRef } from '../table/refs.js'
-import { Table } from '../table/table.js'
 import { type RedisClient, type RedisTlsFiles, closeClient, createClient, describeStoreError, isNotConnected, isServerRefusal, redactUrl } from './connect.js'
-import { decodeRecord, recordsOf, withAllocations } from './records.js'
-import { COMMIT_SCRIPT, DEFAULT_FEED_MAX_LEN, DEFAULT_PREFIX, LIST_SCRIPT, READ_FOR_WRITE_SCRIPT, type FeedOp, type StoreKeys, corruptKeys, parseRevision, storeKeys } from './schema.js'
+import { claimsOf, digestOf, hmgetSlices, planTable } from './indexes.js'
+import { type StoredRecord, decodeRecord, recordsOf, withAllocations } from './records.js'
+import { DEFAULT_FEED_MAX_LEN, DEFAULT_PREFIX, SCHEMA_VERSION, type FeedOp, type StoreKeys, corruptKeys, parseRevision, storeKeys } from './schema.js'
+import { APPLY_NEXT_SCRIPT, COMMIT_SCRIPT, INDEX_SCRIPT, scriptKeys, sliceTriples } from './scripts.js'
+import { type StoreSnapshot, readSnapshot } from './snapshot.js'
 
 export interface StoreOptions {
   /** redis://, rediss://, redis+sentinel://, redis+cluster:// (see connect.ts). Ignored when `client` is given. */
@@ -45,24 +48,23 @@ export interface StoreWriteResult {
   warnings: string[]
 }
 
-export interface StoreSnapshot {
-  /** '' while nothing was ever written (or after the store was wiped). */
-  epoch: string
-  revision: number
-  /** `Kind/ns/name` → stored JSON text, exactly as in Redis. */
-  records: Map<string, string>
-}
+export type { StoreSnapshot }
 
-interface WriteState {
+interface Head {
   epoch: string
   revision: number
-  services: Map<string, string>
-  /** Current text of the batch's own keys, null when absent. */
-  mine: Array<string | null>
+  /** A large commit is still being copied into the hashes. */
+  applying: boolean
+  schema: string
 }
 
 interface Plan {
   ops: FeedOp[]
+  /** Index changes committed with the ops, as (op, a, b) triples: allocations freed first, then the rest. */
+  frees: string[]
+  index: string[]
+  /** Index fields of unchanged records (digests an older svcproxy did not write). */
+  backfill: string[]
   changes: StoreWriteResult['changes']
   warnings: string[]
 }
@@ -96,26 +98,59 @@ export class RedisStore {
 
   /**
    * `kubectl apply` for a whole document: validated like the file source, each object created
-   * or replaced, the others untouched. All objects land at one revision, or none does.
+   * or replaced, the others untouched. All objects land at one revision, or none does. Redis
+   * reads the digests of the document's records and the records that changed, and writes those.
    */
   async apply (document: unknown, file = '<apply>'): Promise<StoreWriteResult> {
     const { records, warnings } = recordsOf(document, file)
+    const seen = new Set<string>()
+    const dups: ValidationIssue[] = []
+    for (const r of records) {
+      if (seen.has(r.key)) dups.push({ file, object: objectRef(r.obj), path: '', message: 'appears more than once in this batch' })
+      seen.add(r.key)
+    }
+    if (dups.length > 0) throw new ValidationError(dups)
     const keys = records.map((r) => r.key)
-    return await this.commit(keys, (state) => {
-      const table = this.tableOf(state, warnings)
-      table.write(records.map((r) => r.obj), [], file) // throws ValidationError: nothing is written
-      const plan: Plan = { ops: [], changes: [], warnings }
+    const inputs = records.map((r) => JSON.stringify(r.raw))
+    const inputSha = inputs.map(digestOf)
+    return await this.commit(async () => {
+      const plan: Plan = { ops: [], frees: [], index: [], backfill: [], changes: keys.map((key) => ({ key, action: 'unchanged' as ChangeAction })), warnings: [...warnings] }
+      const digests = await hmgetSlices(this.client, this.keys.digest, keys)
+      const cand: number[] = []
       records.forEach((r, i) => {
-        const svc = r.obj.kind === 'Service' ? table.services.get(`${r.obj.namespace}/${r.obj.name}`) : undefined
-        const text = JSON.stringify(svc === undefined ? r.raw : withAllocations(r.raw, svc))
-        const prev = state.mine[i] ?? null
-        if (prev === text) {
-          plan.changes.push({ key: r.key, action: 'unchanged' })
-          return
+        const d = digests[i]
+        if (d == null || (r.obj.kind === 'Service' ? d.split(':')[1] !== inputSha[i] : d !== inputSha[i])) cand.push(i)
+      })
+      if (cand.length === 0) return plan
+      const prevTexts = await hmgetSlices(this.client, this.keys.objects, cand.map((i) => keys[i] ?? ''))
+      const prev = new Map<number, string | null>(cand.map((i, j) => [i, prevTexts[j] ?? null]))
+      const { table, prevSvcs } = await planTable({ client: this.client, allocKey: this.keys.alloc, parsed: this.parsed, clusterIPRange: this.opts.serviceClusterIPRange ?? DEFAULTS.serviceClusterIPRange, nodePortRange: this.opts.serviceNodePortRange ?? DEFAULTS.serviceNodePortRange }, cand.map((i) => records[i] as StoredRecord), cand.map((i) => prev.get(i) ?? null), plan.warnings, file)
+      for (const i of cand) {
+        const r = records[i] as StoredRecord
+        const before = prev.get(i) ?? null
+        let text = inputs[i] ?? ''
+        let digest = inputSha[i] ?? ''
+        let svc: Service | undefined
+        if (r.obj.kind === 'Service') {
+          svc = table.services.get(`${r.obj.namespace}/${r.obj.name}`)
+          if (svc === undefined) throw new Error(`internal: ${r.key} not planned`)
+          text = JSON.stringify(withAllocations(r.raw, svc))
+          digest = `${digestOf(text)}:${inputSha[i] ?? ''}`
+        }
+        if (before === text) {
+          if (digests[i] !== digest) plan.backfill.push('dset', r.key, digest)
+          continue
         }
         plan.ops.push({ op: 'put', key: r.key, obj: text })
-        plan.changes.push({ key: r.key, action: prev === null ? 'created' : 'configured' })
-      })
+        plan.changes[i] = { key: r.key, action: before === null ? 'created' : 'configured' }
+        plan.index.push('dset', r.key, digest)
+        if (svc !== undefined) {
+          const owner = `${svc.namespace}/${svc.name}`
+          const now = claimsOf(svc)
+          for (const c of claimsOf(prevSvcs.get(r.key) ?? svc)) if (!now.includes(c)) plan.frees.push('adel', c, owner)
+          for (const c of now) plan.index.push('aset', c, owner)
+        }
+      }
       return plan
     })
   }
@@ -140,11 +175,22 @@ export class RedisStore {
    */
   async delete (refs: Array<ObjectRef | string>): Promise<StoreWriteResult> {
     const keys = [...new Set(refs.map((r) => objectKey(typeof r === 'string' ? parseRef(r) : r)))]
-    return await this.commit(keys, (state) => ({
-      ops: keys.map((key) => ({ op: 'del', key })),
-      changes: keys.map((key, i) => ({ key, action: state.mine[i] == null ? 'not found' : 'deleted' })),
-      warnings: [],
-    }))
+    return await this.commit(async () => {
+      const prev = await hmgetSlices(this.client, this.keys.objects, keys)
+      const plan: Plan = { ops: [], frees: [], index: [], backfill: [], changes: [], warnings: [] }
+      keys.forEach((key, i) => {
+        const text = prev[i] ?? null
+        plan.ops.push({ op: 'del', key })
+        plan.changes.push({ key, action: text === null ? 'not found' : 'deleted' })
+        plan.index.push('ddel', key, '')
+        if (text === null || !key.startsWith('Service/')) return
+        try {
+          const svc = decodeRecord(key, text)
+          if (svc.kind === 'Service') for (const c of claimsOf(svc)) plan.frees.push('adel', c, `${svc.namespace}/${svc.name}`)
+        } catch { /* an unreadable record holds no allocation */ }
+      })
+      return plan
+    })
   }
 
   /** `delete -f FILE`: every object the (valid) file names. */
@@ -153,9 +199,9 @@ export class RedisStore {
     return await this.delete(doc.objects.map((o) => ({ kind: o.kind, namespace: o.namespace, name: o.name })))
   }
 
-  /** Everything stored, read at one revision. */
+  /** Everything stored, read at one revision (in slices: see snapshot.ts). */
   async snapshot (): Promise<StoreSnapshot> {
-    return await this.run(async () => parseListReply(await this.client.call('EVAL', [LIST_SCRIPT, 4, ...this.keyList()]), this.keys.rev))
+    return await this.run(async () => await readSnapshot(this.client, this.keys))
   }
 
   /** The snapshot decoded; records that fail validation come back in `bad` with their key. */
@@ -178,56 +224,103 @@ export class RedisStore {
     if (this.owned) await closeClient(this.client)
   }
 
-  private keyList (): string[] {
-    return [this.keys.objects, this.keys.rev, this.keys.epoch, this.keys.feed]
+  private async head (): Promise<Head> {
+    const k = this.keys
+    const reply = await this.client.call('MGET', [k.epoch, k.rev, k.applying, k.schema])
+    const [epoch, rev, applying, schema] = Array.isArray(reply) ? reply as unknown[] : []
+    if (rev == null) await this.client.call('GET', [k.rev]) // MGET answers nil for a key of another type; GET says WRONGTYPE
+    return { epoch: str(epoch), revision: parseRevision(rev, k.rev), applying: applying != null, schema: str(schema) }
+  }
+
+  /** Stages the slices of a large commit (each with its part of the feed ops), expiring unless committed. */
+  private async stage (staging: string, slices: string[][]): Promise<void> {
+    for (const [i, t] of slices.entries()) {
+      const ops: FeedOp[] = []
+      for (let j = 0; j + 2 < t.length; j += 3) {
+        if (t[j] === 'put') ops.push({ op: 'put', key: t[j + 1] ?? '', obj: t[j + 2] ?? '' })
+        else if (t[j] === 'del') ops.push({ op: 'del', key: t[j + 1] ?? '' })
+      }
+      await this.client.call('RPUSH', [staging, JSON.stringify({ n: i + 1, ops: JSON.stringify(ops), t })])
+    }
+    await this.client.call('EXPIRE', [staging, 3600])
+  }
+
+  private eval (script: string, args: Array<string | number>, extraKeys: string[] = []): Promise<unknown> {
+    const keys = [...scriptKeys(this.keys), ...extraKeys]
+    return this.client.call('EVAL', [script, keys.length, ...keys, ...args])
   }
 
   /** Read, plan, commit-if-unchanged; on a lost race re-read and re-plan (allocations may differ). */
-  private async commit (batchKeys: string[], plan: (s: WriteState) => Plan): Promise<StoreWriteResult> {
+  private async commit (plan: (h: Head) => Promise<Plan>): Promise<StoreWriteResult> {
     const max = this.opts.maxConflictRetries ?? 50
     for (let attempt = 0; attempt <= max; attempt++) {
-      const state = await this.run(async () => parseWriteState(await this.client.call('EVAL', [READ_FOR_WRITE_SCRIPT, 4, ...this.keyList(), ...batchKeys]), this.keys.rev))
-      const p = plan(state)
-      if (p.ops.length === 0) return { revision: state.revision, changes: p.changes, warnings: p.warnings }
-      const args: Array<string | number> = [COMMIT_SCRIPT, 4, ...this.keyList(),
-        state.revision, state.epoch, state.epoch === '' ? randomBytes(8).toString('hex') : state.epoch,
-        this.opts.feedMaxLen ?? DEFAULT_FEED_MAX_LEN, JSON.stringify(p.ops)]
-      for (const op of p.ops) args.push(op.op, op.key, op.op === 'put' ? op.obj : '')
-      const res = await this.run(() => this.client.call('EVAL', args))
-      if (typeof res === 'number') return { revision: res, changes: p.changes, warnings: p.warnings }
+      const head = await this.run(() => this.head())
+      if (head.applying) { await this.run(() => this.finishPending()); continue }
+      if (head.schema !== SCHEMA_VERSION && await this.run(() => this.client.call('EXISTS', [this.keys.objects])) === 1) {
+        await this.run(() => this.migrate(head.revision))
+        continue
+      }
+      const p = await this.run(() => plan(head))
+      if (p.ops.length === 0) {
+        for (const slice of sliceTriples(p.backfill)) await this.run(() => this.eval(INDEX_SCRIPT, [head.revision, '0', ...slice]))
+        return { revision: head.revision, changes: p.changes, warnings: p.warnings }
+      }
+      const triples = [...p.frees]
+      for (const op of p.ops) triples.push(op.op, op.key, op.op === 'put' ? op.obj : '')
+      triples.push(...p.index, ...p.backfill)
+      const slices = sliceTriples(triples)
+      const big = slices.length > 1
+      const args: Array<string | number> = [head.revision, head.epoch, head.epoch === '' ? randomBytes(8).toString('hex') : head.epoch,
+        this.opts.feedMaxLen ?? DEFAULT_FEED_MAX_LEN, big ? '[]' : JSON.stringify(p.ops)]
+      // Small: one script. Large: the slices are staged first (one RPUSH each), the revision
+      // commits in one short script, and the copy into the hashes (and the feed) goes slice by slice.
+      let staging = ''
+      if (big) {
+        staging = `${this.keys.pending}:${randomBytes(8).toString('hex')}`
+        await this.run(() => this.stage(staging, slices))
+        args.push('stage', slices.length)
+      } else {
+        args.push('apply', ...triples)
+      }
+      const res = await this.run(() => this.eval(COMMIT_SCRIPT, args, big ? [staging] : []))
+      if (big && typeof res !== 'number') await this.client.call('DEL', [staging]).catch(() => {})
+      if (typeof res === 'number') {
+        if (slices.length > 1) await this.run(() => this.finishPending())
+        return { revision: res, changes: p.changes, warnings: p.warnings }
+      }
       // Lost the race: another writer committed in between. Jitter so two writers do not collide again.
       await sleep(Math.floor(Math.random() * Math.min(50, 2 + attempt * 5)))
     }
     throw new StoreError('SVCPROXY_STORE_CONFLICT', `gave up after ${max + 1} attempts: other writers kept changing the store`)
   }
 
-  /** A table holding the stored services, so the batch is checked and allocated against them. */
-  private tableOf (state: WriteState, warnings: string[]): Table {
-    const table = new Table({ serviceClusterIPRange: this.opts.serviceClusterIPRange, serviceNodePortRange: this.opts.serviceNodePortRange })
-    const svcs: KubeObject[] = []
-    const seen = new Map<string, { text: string, obj: KubeObject }>()
-    for (const [key, text] of state.services) {
+  /** Copies what a large commit (this writer's, or one that died half-way) left pending. */
+  private async finishPending (): Promise<void> {
+    while (await this.eval(APPLY_NEXT_SCRIPT, []) === 1) { /* one slice per script */ }
+  }
+
+  /**
+   * Schema 1 → 2: builds the digest and alloc indexes from the stored records, in slices, at one
+   * revision (a write in between: the caller re-reads and migrates again).
+   */
+  private async migrate (rev: number): Promise<void> {
+    await this.client.call('UNLINK', [this.keys.digest, this.keys.alloc])
+    const snap = await readSnapshot(this.client, this.keys)
+    if (snap.revision !== rev) return
+    const triples: string[] = []
+    for (const [key, text] of snap.records) {
+      if (!key.startsWith('Service/')) { triples.push('dset', key, digestOf(text)); continue }
+      triples.push('dset', key, `${digestOf(text)}:`)
       try {
-        // A long-lived writer (library, bench) re-reads the same services on every apply; parse each text once.
-        const hit = this.parsed.get(key)
-        const obj = hit !== undefined && hit.text === text ? hit.obj : decodeRecord(key, text)
-        seen.set(key, { text, obj })
-        svcs.push(obj)
-      } catch (err) {
-        warnings.push(`skipping unreadable stored record ${key}: ${(err as Error).message.split('\n').slice(1).join('; ') || (err as Error).message}`)
-      }
+        const svc = decodeRecord(key, text)
+        if (svc.kind === 'Service') for (const c of claimsOf(svc)) triples.push('aset', c, `${svc.namespace}/${svc.name}`)
+      } catch { /* unreadable: no allocation */ }
     }
-    this.parsed = seen
-    try {
-      table.write(svcs, [], 'redis')
-    } catch (err) {
-      if (!(err instanceof ValidationError)) throw err
-      // Stored services that conflict with each other (hand edits): keep the first of each clash.
-      for (const s of svcs) {
-        try { table.write([s], [], 'redis') } catch { warnings.push(`skipping conflicting stored record ${objectKey(s)}`) }
-      }
+    const slices = sliceTriples(triples)
+    if (slices.length === 0) slices.push([])
+    for (let i = 0; i < slices.length; i++) {
+      if (await this.eval(INDEX_SCRIPT, [rev, i === slices.length - 1 ? '1' : '0', ...(slices[i] ?? [])]) !== 1) return
     }
-    return table
   }
 
   /** Maps failures to StoreError in plain words, naming the server without the URL's password (and a corrupt key by name). */
@@ -240,6 +333,7 @@ export class RedisStore {
     try {
       return await fn()
     } catch (err) {
+      if (err instanceof ValidationError) throw err
       const store = this.opts.url === undefined ? 'the store' : `the store at ${redactUrl(this.opts.url)}`
       if (err instanceof StoreError) {
         if (err.code !== 'SVCPROXY_STORE_CORRUPT') throw err
@@ -264,28 +358,6 @@ export class RedisStore {
 
 function str (v: unknown): string {
   return typeof v === 'string' ? v : Buffer.isBuffer(v) ? v.toString('utf8') : ''
-}
-
-/** The list script's reply; `revKey` names the revision key when it holds something else than a number. */
-export function parseListReply (reply: unknown, revKey: string): StoreSnapshot {
-  if (!Array.isArray(reply) || reply.length !== 3 || !Array.isArray(reply[2])) {
-    throw new StoreError('SVCPROXY_STORE_CORRUPT', 'unexpected reply to the list script')
-  }
-  const flat = reply[2] as unknown[]
-  const records = new Map<string, string>()
-  for (let i = 0; i + 1 < flat.length; i += 2) records.set(str(flat[i]), str(flat[i + 1]))
-  return { epoch: str(reply[0]), revision: parseRevision(reply[1], revKey), records }
-}
-
-function parseWriteState (reply: unknown, revKey: string): WriteState {
-  if (!Array.isArray(reply) || reply.length !== 4 || !Array.isArray(reply[2]) || !Array.isArray(reply[3])) {
-    throw new StoreError('SVCPROXY_STORE_CORRUPT', 'unexpected reply to the read script')
-  }
-  const flat = reply[2] as unknown[]
-  const services = new Map<string, string>()
-  for (let i = 0; i + 1 < flat.length; i += 2) services.set(str(flat[i]), str(flat[i + 1]))
-  const mine = (reply[3] as unknown[]).map((v) => (v === null || v === undefined ? null : str(v)))
-  return { epoch: str(reply[0]), revision: parseRevision(reply[1], revKey), services, mine }
 }
 
 export function createStore (opts: StoreOptions): RedisStore {

@@ -27,6 +27,8 @@ export interface ServicePortState {
 export interface TableOptions {
   serviceClusterIPRange?: string
   serviceNodePortRange?: string
+  /** The allocator to use (the Redis writer's reads the store's alloc index); the ranges above are then its own. */
+  allocator?: Allocator
 }
 
 const svcKeyOf = (namespace: string, name: string): string => `${namespace}/${name}`
@@ -69,7 +71,7 @@ export class Table {
   private readonly states = new Map<string, ServicePortState[]>()
 
   constructor (opts: TableOptions = {}) {
-    this.allocator = new Allocator(opts.serviceClusterIPRange ?? DEFAULTS.serviceClusterIPRange, opts.serviceNodePortRange ?? DEFAULTS.serviceNodePortRange)
+    this.allocator = opts.allocator ?? new Allocator(opts.serviceClusterIPRange ?? DEFAULTS.serviceClusterIPRange, opts.serviceNodePortRange ?? DEFAULTS.serviceNodePortRange)
     this.clusterIPRange = this.allocator.clusterIPRange
     this.nodePortRange = this.allocator.nodePortRange
   }

@@ -195,10 +195,12 @@ class RedisFollower implements RedisSource {
       try {
         if (!(await waitReady(this.cmd, 1000)) || !(await waitReady(this.blk, 1000))) continue
         if (this.life.connected()) this.log.info({ redis: this.where }, 'connected to the store')
-        if (this.life.position === 'listing' || this.sync.resyncDue()) {
+        if (this.life.position === 'listing') {
           await this.sync.relist()
         } else if (this.life.position === 'verifying') {
           await this.sync.check(false)
+        } else if (this.sync.resyncDue()) {
+          await this.sync.resync()
         }
         if (this.life.position === 'listing') continue
         const reply = await this.blk.call('XREAD', ['COUNT', this.opts.batch ?? 512, 'BLOCK', this.opts.blockMs ?? 1000, 'STREAMS', this.keys.feed, this.sync.cursor])

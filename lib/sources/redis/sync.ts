@@ -3,7 +3,7 @@
 // (a gap, another epoch, an unreadable entry, a store reset or rolled back) asks the lifecycle
 // for a relist: the equivalent of HTTP 410 Gone.
 //
-//   list  (atomic: epoch, rev, all records) ─► diff against what we serve ─► proxy.write
+//   list  (in slices, at one revision: store/snapshot.ts) ─► diff against what we serve ─► proxy.write
 //   watch XREAD BLOCK feed from `${rev}-0`  ─► entry rev must be rev+1, same epoch, else relist
 //
 // Safety rules: a bad record is logged by key and skipped (its last good version keeps
@@ -14,8 +14,8 @@ import type { Logger } from 'pino'
 import type { KubeObject } from '../../model/types.js'
 import type { ServiceProxy } from '../../api/service-proxy.js'
 import type { RedisClient } from '../../store/connect.js'
-import { type FeedEntry, type FeedOp, LIST_SCRIPT, type StoreKeys, decodeEntry, parseRevision, refOfKey, revOfId } from '../../store/schema.js'
-import { parseListReply } from '../../store/store.js'
+import { type FeedEntry, type FeedOp, type StoreKeys, decodeEntry, parseRevision, partOfId, refOfKey, revOfId } from '../../store/schema.js'
+import { readSnapshot } from '../../store/snapshot.js'
 import type { ObjectRef } from '../../table/refs.js'
 import type { Lifecycle } from './lifecycle.js'
 import { ProxyWriter } from './proxy-writer.js'
@@ -51,6 +51,8 @@ export class StoreSync {
   private lastRev = 0
   /** Id of the last feed entry consumed or skipped: the next read starts after it. */
   private feedCursor = '0-0'
+  /** A revision written in parts, being gathered (schema 2). */
+  private partial: { rev: number, want: number, got: number, ops: FeedOp[], epoch: string } | null = null
   /** Entries already relisted over once. Read again, they are not svcproxy's: skipped. */
   private readonly distrusted = new Set<string>()
   /** An idle check saw a revision the feed did not deliver: relist if the next read is idle too. */
@@ -71,8 +73,22 @@ export class StoreSync {
   get cursor (): string { return this.feedCursor }
   /** Last time the store confirmed the served state (ms since epoch), 0 before. */
   get lastSyncedAt (): number { return this.confirmedAt }
-  /** The periodic full list (--sync-period) is due. */
+  /** The periodic resync (--sync-period) is due. */
   resyncDue (): boolean { return Date.now() >= this.nextResyncAt }
+
+  /**
+   * The periodic resync, as kube-proxy's sync period: the data plane is reconciled from what we
+   * serve (listeners in error bound again), and the store costs one MGET: its epoch and revision
+   * say whether the watch missed something, and only then does it relist. Jittered, so a fleet
+   * started together does not resync together.
+   */
+  async resync (): Promise<void> {
+    await this.ctx.proxy.retryFailedListeners()
+    // O(1) as well, and a hash that is no longer one is seen here (WRONGTYPE), not at the next relist.
+    await this.ctx.cmd.call('HLEN', [this.ctx.keys.objects])
+    await this.check(true)
+    this.nextResyncAt = Date.now() + jittered(this.ctx.syncPeriodMs) // a failed resync is retried (after backoff)
+  }
 
   /** What the state file holds. */
   snapshot (): StateSnapshot {
@@ -90,10 +106,13 @@ export class StoreSync {
     const reply = await ctx.cmd.call('MGET', [ctx.keys.epoch, ctx.keys.rev])
     ctx.life.verified()
     const [epoch, revText] = Array.isArray(reply) ? reply as unknown[] : []
+    if (revText == null) await ctx.cmd.call('GET', [ctx.keys.rev]) // nil from MGET may be a key of another type: GET says WRONGTYPE
     const storeEpoch = typeof epoch === 'string' ? epoch : ''
     const rev = parseRevision(revText, ctx.keys.rev)
     if (storeEpoch !== this.watchEpoch || rev < this.lastRev) {
       ctx.log.warn({ redis: ctx.where, epoch: storeEpoch, revision: rev, following: this.lastRev }, 'the store was reset or rolled back; relisting')
+      // Every follower sees this at once: spread their relists (each one is read in slices anyway).
+      await sleep(Math.random() * Math.min(2000, ctx.syncPeriodMs / 10))
       ctx.life.mustList()
       return
     }
@@ -116,11 +135,11 @@ export class StoreSync {
   async relist (): Promise<void> {
     const { ctx } = this
     await ctx.proxy.retryFailedListeners() // every resync and SIGHUP also rebinds listeners in error
-    const snap = parseListReply(await ctx.cmd.call('EVAL', [LIST_SCRIPT, 4, ctx.keys.objects, ctx.keys.rev, ctx.keys.epoch, ctx.keys.feed]), ctx.keys.rev)
+    const snap = await readSnapshot(ctx.cmd, ctx.keys)
     ctx.stats.lists++
     ctx.life.snapshotRead()
     this.suspectRev = 0
-    this.nextResyncAt = Date.now() + ctx.syncPeriodMs
+    this.nextResyncAt = Date.now() + jittered(ctx.syncPeriodMs)
 
     if (snap.records.size === 0 && this.mirror.size > 0 && snap.epoch !== this.dataEpoch) {
       // A restart without persistence (or a flush) would otherwise blackhole every node at once.
@@ -180,13 +199,31 @@ export class StoreSync {
     this.suspectRev = 0
     const batch = { from: 0, revisions: 0, puts: 0, deletes: 0, changed: 0 }
     for (const [id, fields] of feedEntries(reply)) {
-      const rev = revOfId(id)
-      if (this.distrusted.has(id) || rev <= this.lastRev) { this.feedCursor = id; continue }
+      const part = partOfId(id)
+      let rev: number
       let entry: FeedEntry | undefined
       let foreign = ''
-      if (Number.isNaN(rev)) foreign = 'its id is not REVISION-0'
-      else {
-        try { entry = decodeEntry(fields) } catch (err) { foreign = (err as Error).message }
+      let piece: FeedEntry | undefined
+      if (part !== null && !this.distrusted.has(id)) {
+        try { piece = decodeEntry(fields) } catch { /* not a part: foreign, below */ }
+      }
+      if (part !== null && piece !== undefined && piece.part === part.part) {
+        // A later part of a revision written in parts: gathered, then applied whole with its last part.
+        const p = this.partial
+        this.feedCursor = id
+        if (p === null || p.rev !== part.rev || part.part !== p.got + 1) continue // one a relist already covered
+        p.ops.push(...piece.ops)
+        if (++p.got < p.want) continue
+        this.partial = null
+        rev = p.rev
+        entry = { epoch: p.epoch, ops: p.ops, parts: 0, part: 0 }
+      } else {
+        rev = revOfId(id)
+        if (this.distrusted.has(id) || rev <= this.lastRev) { this.feedCursor = id; continue }
+        if (Number.isNaN(rev)) foreign = 'its id is not REVISION-0'
+        else {
+          try { entry = decodeEntry(fields) } catch (err) { foreign = (err as Error).message }
+        }
       }
       if (entry === undefined) {
         // Not svcproxy's: the list is the truth. Logged once; read again after the relist, skipped.
@@ -211,6 +248,11 @@ export class StoreSync {
           continue
         }
       }
+      if (entry.parts > 0) {
+        this.partial = { rev, want: entry.parts, got: 0, ops: [], epoch: entry.epoch }
+        this.feedCursor = id
+        continue
+      }
       const puts = entry.ops.filter((o) => o.op === 'put').length
       if (ctx.life.guarded && puts > 0) { ctx.life.mustList(); break }
       if (batch.revisions++ === 0) batch.from = rev
@@ -224,6 +266,7 @@ export class StoreSync {
       const changed = await this.applyOps(entry.ops, rev)
       batch.changed += changed
       this.setPosition(rev)
+      if (part !== null) this.feedCursor = id // after its last part
       this.dataRev = rev
       ctx.stats.entries++
       ctx.onApplied?.({ via: 'watch', revision: rev, changed })
@@ -265,6 +308,7 @@ export class StoreSync {
 
   /** The feed position: the last revision read, and the next read starts after it. */
   private setPosition (rev: number): void {
+    this.partial = null
     this.lastRev = rev
     this.feedCursor = `${rev}-0`
   }
@@ -314,6 +358,13 @@ export class StoreSync {
     ctx.log.warn({ stateFile: path, revision: snap.revision, objects: this.mirror.size }, 'serving the state file until the store is listed')
     ctx.onApplied?.({ via: 'state-file', revision: snap.revision, changed })
   }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** The period, ±10%. */
+function jittered (ms: number): number {
+  return ms * (0.9 + 0.2 * Math.random())
 }
 
 /**
