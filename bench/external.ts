@@ -66,7 +66,7 @@ export async function freePortOn (ip: string, udp = false): Promise<number> {
 const ADDR: Record<ExternalName, string> = { nginx: '127.0.50', haproxy: '127.0.51' }
 const hp = (e: Endpoint): string => `${e.ip}:${e.port}`
 
-function nginxConfig (dir: string, b: Backends, at: ProxyAddresses, maxConnections: number): string {
+function nginxConfig (dir: string, b: Backends, at: ProxyAddresses, maxConnections: number, halfClose: boolean): string {
   const servers = (list: Endpoint[]): string => list.map((e) => `server ${hp(e)};`).join(' ')
   return [
     `load_module ${streamModule() ?? ''};`,
@@ -78,7 +78,7 @@ function nginxConfig (dir: string, b: Backends, at: ProxyAddresses, maxConnectio
     `  upstream http { ${servers(b.http)} }`,
     `  upstream bulk { ${servers(b.bulk)} }`,
     `  upstream udp { ${servers(b.udp)} }`,
-    `  server { listen ${hp(at.http as Endpoint)} backlog=4096; proxy_pass http; }`,
+    `  server { listen ${hp(at.http as Endpoint)} backlog=4096; proxy_pass http;${halfClose ? ' proxy_half_close on;' : ''} }`,
     `  server { listen ${hp(at.bulk as Endpoint)} backlog=4096; proxy_pass bulk; proxy_half_close on; }`,
     `  server { listen ${hp(at.udp as Endpoint)} udp; proxy_pass udp; }`,
     '}',
@@ -132,8 +132,9 @@ export function procRssKiB (pid: number): number {
 /**
  * Starts nginx or HAProxy in front of `backends`; resolves when every listener answers.
  * `maxConnections`: pairs it must be able to hold (the idle-memory bench asks for ~10,000).
+ * `halfClose`: nginx's http server too gets `proxy_half_close on` (bench/syscalls.ts's nginx-hc).
  */
-export async function startExternal (name: ExternalName, backends: Backends, maxConnections = 4096): Promise<Child<ProxyAddresses>> {
+export async function startExternal (name: ExternalName, backends: Backends, maxConnections = 4096, opts: { halfClose?: boolean } = {}): Promise<Child<ProxyAddresses>> {
   const dir = mkdtempSync(join(tmpdir(), `svcproxy-bench-${name}-`))
   const base = ADDR[name]
   const at: ProxyAddresses = {
@@ -145,7 +146,7 @@ export async function startExternal (name: ExternalName, backends: Backends, max
   const conf = join(dir, `${name}.conf`)
   let proc: ChildProcess
   if (name === 'nginx') {
-    writeFileSync(conf, nginxConfig(dir, backends, at, maxConnections))
+    writeFileSync(conf, nginxConfig(dir, backends, at, maxConnections, opts.halfClose === true))
     proc = spawn('nginx', ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')], { stdio: ['ignore', 'ignore', 'pipe'] })
   } else {
     writeFileSync(conf, haproxyConfig(dir, backends, at, maxConnections))

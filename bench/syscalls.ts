@@ -2,7 +2,7 @@
 // `strace -c -f -p PID` attached to each proxy process in turn while the same workload runs
 // through it, then each count divided by the units done. strace slows the traced process a lot,
 // so these runs are for counting, never for timing.
-//   node dist/bench/syscalls.js [--workload http-close|http-keepalive] [--count 5000] [--targets svcproxy,nginx,haproxy]
+//   node dist/bench/syscalls.js [--workload http-close|http-keepalive] [--count 5000] [--targets svcproxy,nginx,nginx-hc,haproxy,naive]
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -84,9 +84,11 @@ async function main (): Promise<void> {
       if (target === 'svcproxy') proc = await startChild<ProxyAddresses>('svcproxy', 'proxy-svcproxy', backends.data)
       else if (target === 'naive') proc = await startChild<ProxyAddresses>('naive', 'proxy-naive', backends.data)
       else {
-        const why = missing(target as ExternalName)
+        // nginx-hc: nginx with proxy_half_close on, which keeps a connection until both FINs, as svcproxy and HAProxy do.
+        const name = (target === 'nginx-hc' ? 'nginx' : target) as ExternalName
+        const why = missing(name)
         if (why !== '') { process.stderr.write(`${target}: ${why}\n`); continue }
-        proc = await startExternal(target as ExternalName, backends.data)
+        proc = await startExternal(name, backends.data, 4096, { halfClose: target === 'nginx-hc' })
       }
       children.push(proc)
       const ep = proc.data.http
