@@ -217,31 +217,36 @@ t.test('the daemon-wide default, a service opting out, and a node port on 0.0.0.
   const recPort = await listen(recorder, '127.0.0.1')
   t.teardown(() => recorder.close())
 
-  const p = testProxy(t, { proxyProtocol: 'v2' })
-  await p.apply([
-    ...svcWithEndpoints('dflt', '127.62.0.1', 80, [{ ip: '127.0.0.1', port: ng.stream }]),
-    ...svcWithEndpoints('off', '127.62.0.2', 80, [{ ip: '127.0.0.1', port: recPort }], { annotations: { 'svcproxy.io/proxy-protocol': 'none' } }),
-    ...svcWithEndpoints('np', '127.62.0.3', 80, [{ ip: '127.0.0.1', port: ng.stream }], { spec: { type: 'NodePort' } }),
-  ])
-  const st = p.status()
-  t.same(st.map((s) => [s.name, s.proxyProtocol]).sort(), [['dflt', 'v2'], ['np', 'v2'], ['off', 'none']])
+  for (const engine of ['uv', 'node'] as const) {
+    const e = engine === 'uv' ? 1 : 2
+    const p = testProxy(t, { engine, proxyProtocol: 'v2' })
+    await p.apply([
+      ...svcWithEndpoints('dflt', `127.68.${e}.1`, 80, [{ ip: '127.0.0.1', port: ng.stream }]),
+      ...svcWithEndpoints('off', `127.68.${e}.2`, 80, [{ ip: '127.0.0.1', port: recPort }], { annotations: { 'svcproxy.io/proxy-protocol': 'none' } }),
+      ...svcWithEndpoints('np', `127.68.${e}.3`, 80, [{ ip: '127.0.0.1', port: ng.stream }], { spec: { type: 'NodePort' } }),
+    ])
+    const st = p.status()
+    t.same(st.map((s) => [s.name, s.proxyProtocol]).sort(), [['dflt', 'v2'], ['np', 'v2'], ['off', 'none']])
 
-  const a = p.address('default/dflt', 80)
-  const r = await ask(a.address, a.port, '', '127.77.100.1')
-  t.equal(r.body, `127.77.100.1:${r.localPort} 127.62.0.1:${a.port}`, 'no annotation: the --proxy-protocol default (v2)')
+    const a = p.address('default/dflt', 80)
+    const r = await ask(a.address, a.port, '', `127.77.10${e}.1`)
+    t.equal(r.body, `127.77.10${e}.1:${r.localPort} 127.68.${e}.1:${a.port}`, `${engine}: no annotation: the --proxy-protocol default (v2)`)
 
-  const off = p.address('default/off', 80)
-  const ro = await ask(off.address, off.port, 'hello', '127.77.100.2')
-  t.equal(ro.body, 'ok')
-  t.equal(firstBytes[0]?.toString(), 'hello', 'annotation none: the endpoint gets the client\'s bytes, no header')
+    const off = p.address('default/off', 80)
+    firstBytes.length = 0
+    const ro = await ask(off.address, off.port, 'hello', `127.77.10${e}.2`)
+    t.equal(ro.body, 'ok')
+    t.equal(firstBytes[0]?.toString(), 'hello', `${engine}: annotation none: the endpoint gets the client's bytes, no header`)
 
-  // The node port listens on 0.0.0.0 (the default --bind-address): the header names the node
-  // address the client reached, found with getsockname (uv) or localAddress (node).
-  const np = st.find((s) => s.name === 'np')?.frontends.find((f) => f.kind === 'nodePort')
-  t.ok(np !== undefined && np.address === '0.0.0.0' && np.boundPort > 0, 'a node port on 0.0.0.0')
-  for (const nodeAddr of ['127.0.0.9', '127.63.0.4']) {
-    const rn = await ask(nodeAddr, np?.boundPort ?? 0, '', '127.77.100.3')
-    t.equal(rn.body, `127.77.100.3:${rn.localPort} ${nodeAddr}:${np?.boundPort ?? 0}`, `node port reached at ${nodeAddr}`)
+    // The node port listens on 0.0.0.0 (the default --bind-address): the header names the node
+    // address the client reached, found with getsockname (uv) or localAddress (node).
+    const np = st.find((s) => s.name === 'np')?.frontends.find((f) => f.kind === 'nodePort')
+    t.ok(np !== undefined && np.address === '0.0.0.0' && np.boundPort > 0, `${engine}: a node port on 0.0.0.0`)
+    for (const nodeAddr of ['127.0.0.9', `127.69.${e}.4`]) {
+      const rn = await ask(nodeAddr, np?.boundPort ?? 0, '', `127.77.10${e}.3`)
+      t.equal(rn.body, `127.77.10${e}.3:${rn.localPort} ${nodeAddr}:${np?.boundPort ?? 0}`, `${engine}: node port reached at ${nodeAddr}`)
+    }
+    await p.close()
   }
 })
 
