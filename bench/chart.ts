@@ -19,6 +19,7 @@ interface ChartRow {
 
 export interface ChartInput {
   date: string
+  mode?: string
   machine: Record<string, unknown>
   rows: ChartRow[]
 }
@@ -43,7 +44,7 @@ interface Bar { target: string, value: number | null, extra?: number | null, lab
 /** One panel: a title and one horizontal bar per proxy, scaled to the panel's largest value. */
 function panel (x: number, y: number, title: string, bars: Bar[]): string {
   const max = Math.max(1e-9, ...bars.map((b) => Math.max(b.value ?? 0, b.extra ?? 0)))
-  const room = PANEL_W - LABEL_W - 110
+  const room = PANEL_W - LABEL_W - 130
   const out = [`<text x="${x}" y="${y + 16}" class="t">${esc(title)}</text>`]
   bars.forEach((b, i) => {
     const by = y + HEAD + i * (BAR_H + GAP)
@@ -76,18 +77,20 @@ export function chartSvg (j: ChartInput): string {
     if (r === undefined || r.status !== 'ok' || r.cpuPerUnit === null) return { target: t, value: null, label: r?.note?.startsWith('not installed') === true ? 'not installed' : 'n/a' }
     return { target: t, value: r.cpuPerUnit, label: num(r.cpuPerUnit, r.cpuUnit) }
   })
-  const latBars = (w: string): Bar[] => present.map((t) => {
+  const signed = (x: number): string => `${x < 0 ? '−' : '+'}${Math.abs(x).toFixed(0)} µs`
+  const latBars = (w: string, which: 'addedP50Us' | 'addedP99Us'): Bar[] => present.map((t) => {
     const r = row(w, t)
-    if (r === undefined || r.status !== 'ok' || r.addedP50Us == null) return { target: t, value: null, label: 'n/a' }
-    return { target: t, value: r.addedP50Us, extra: r.addedP99Us, label: `p50 +${r.addedP50Us.toFixed(0)} µs, p99 +${(r.addedP99Us ?? 0).toFixed(0)}` }
+    const v = r?.[which]
+    if (r === undefined || r.status !== 'ok' || v == null) return { target: t, value: null, label: 'n/a' }
+    return { target: t, value: Math.max(0, v), label: signed(v) }
   })
   const panels: Array<[string, Bar[]]> = [
     ['HTTP keep-alive, 50 connections: proxy CPU per request', cpuBars('http-keepalive')],
     ['One connection per request: proxy CPU per request', cpuBars('http-close')],
     ['Bulk TCP stream: proxy CPU per GB', cpuBars('bulk')],
     ['UDP closed loop: proxy CPU per datagram pair', cpuBars('udp')],
-    ['Added latency, 4 keep-alive connections (p50; pale: p99)', latBars('latency')],
-    ['Added latency, one connection per request (p50; pale: p99)', latBars('http-close')],
+    ['Latency added over direct, p50 (4 keep-alive connections)', latBars('latency', 'addedP50Us')],
+    ['Latency added over direct, p99 (4 keep-alive connections)', latBars('latency', 'addedP99Us')],
   ]
   const ph = panelHeight(present.length)
   const cols = 2
@@ -101,7 +104,7 @@ export function chartSvg (j: ChartInput): string {
     '<style>.h{font-size:16px;font-weight:bold}.s{font-size:11px;fill:#555}.t{font-size:13px;font-weight:bold}.l{font-size:12px}.v{font-size:11px}.na{font-size:11px;fill:#888;font-style:italic}</style>',
     `<rect width="${W}" height="${H}" fill="#fff"/>`,
     `<text x="15" y="22" class="h">svcproxy against nginx stream, HAProxy and a naive Node proxy: less is better</text>`,
-    `<text x="15" y="38" class="s">${esc(`bench/run.ts full run ${j.date.slice(0, 16).replace('T', ' ')} UTC, ${String(m.cpu ?? '')}, ${String(m.cores ?? '')} cores, node ${String(m.node ?? '')}, loadavg ${load}; CPU = the proxy process's own, medians of the repetitions`)}</text>`,
+    `<text x="15" y="38" class="s">${esc(`bench/run.ts ${j.mode ?? 'full'} run ${j.date.slice(0, 16).replace('T', ' ')} UTC, ${String(m.cpu ?? '')}, ${String(m.cores ?? '')} cores, node ${String(m.node ?? '')}, loadavg ${load}; CPU = the proxy process's own, medians of the repetitions`)}</text>`,
   ]
   panels.forEach(([title, bars], i) => {
     const x = 15 + (i % cols) * PANEL_W
