@@ -89,6 +89,7 @@ async function worker (): Promise<void> {
         send({ type: 'ready', ms: wall() - t0, rss: process.memoryUsage().rss })
       } else if (m.type === 'measure') {
         from = m.from
+        send({ type: 'measuring' })
       } else if (m.type === 'back') {
         for (;;) {
           if (followers.every((f) => !f.source.health().stale && f.source.revision >= m.rev)) break
@@ -273,7 +274,9 @@ async function runN (redis: Redis, store: RedisStore, o: FleetOptions, n: number
     if (start !== undefined) for (const t of m.times as number[]) lat.push(t - start)
   })
   progress(`N=${n}: ${o.changes} changes at ${o.rate}/s`)
+  const measuring = w.collect('measuring')
   w.send({ type: 'measure', from: revNow.rev + 1 })
+  await measuring // else a follower may apply the first change before it knows to time it
   s0 = await commandStats(store)
   c0 = redis.cpu()
   at = wall()

@@ -119,7 +119,7 @@ async function convergence (url: string, daemons: number, changes: number): Prom
   ]
 }
 
-async function scale (url: string, services: number, per: number): Promise<BenchRow[]> {
+async function scale (url: string, services: number, per: number, changesAtScale: number): Promise<BenchRow[]> {
   const store = new RedisStore({ url })
   const objects: unknown[] = []
   for (let i = 0; i < services; i++) {
@@ -140,6 +140,25 @@ async function scale (url: string, services: number, per: number): Promise<Bench
   const applyMs = now() - t0
   while (d.source.revision < res.revision) await sleep(0)
   const servedMs = now() - t0
+
+  // Issue 17.3: at that size, apply() start → the first new connection reaching the new endpoint.
+  const backends = [await nameServer('a', '127.0.6.1'), await nameServer('b', '127.0.6.2')]
+  await store.apply([svc('conv'), eps('conv', ['127.0.6.1'], backends[0]?.port ?? 0)])
+  const routed: number[] = []
+  for (let i = 1; i <= changesAtScale; i++) {
+    const to = i % 2
+    const t1 = now()
+    await store.apply([eps('conv', [`127.0.6.${to + 1}`], backends[to]?.port ?? 0)])
+    for (;;) {
+      try {
+        const a = d.proxy.address('default/conv', 80)
+        if (await ask(a.address, a.port) === (to === 0 ? 'a' : 'b')) break
+      } catch { /* not served yet */ }
+      await sleep(0)
+    }
+    routed.push(now() - t1)
+  }
+  for (const b of backends) b.server.close()
   await d.source.close()
   await d.proxy.close()
   await store.close()
@@ -151,6 +170,8 @@ async function scale (url: string, services: number, per: number): Promise<Bench
     { metric: 'RSS after load (bench process, writer included)', value: `${(rss / 2 ** 20).toFixed(0)} MiB`, n: 1 },
     { metric: 'one endpoint change: apply() at that size', value: `${applyMs.toFixed(1)} ms`, n: 1 },
     { metric: 'one endpoint change: apply start → daemon applied', value: `${servedMs.toFixed(1)} ms`, n: 1 },
+    { metric: `at that size: apply start → first connection to the new endpoint, p50`, value: `${pct(routed, 50).toFixed(2)} ms`, n: routed.length },
+    { metric: `at that size: apply start → first connection to the new endpoint, p99`, value: `${pct(routed, 99).toFixed(2)} ms`, n: routed.length },
   ]
 }
 
@@ -164,7 +185,7 @@ export async function runBench (opts: BenchOptions): Promise<BenchRow[]> {
       rows.push(...await convergence(url, n, opts.changes))
     }
     await flush(url)
-    rows.push(...await scale(url, opts.services, opts.endpointsPerService))
+    rows.push(...await scale(url, opts.services, opts.endpointsPerService, Math.min(100, opts.changes)))
   } finally {
     own?.stop()
   }

@@ -8,6 +8,7 @@ t.test('the redis bench produces every row with a number', async (t) => {
     'convergence p50', 'convergence p99', 'convergence p50', 'convergence p99',
     'write all (one apply), N', 'daemon full load (list + serve), N', 'RSS after load (bench process, writer included)',
     'one endpoint change: apply() at that size', 'one endpoint change: apply start → daemon applied',
+    'at that size: apply start → first connection to the new endpoint, p50', 'at that size: apply start → first connection to the new endpoint, p99',
   ])
   for (const r of rows) t.ok(Number.isFinite(Number.parseFloat(r.value)), `${r.metric}: ${r.value}`)
   t.match(formatTable(rows), /^metric\s+value\s+n$/m)

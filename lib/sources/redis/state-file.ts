@@ -68,13 +68,18 @@ export async function readStateFile (path: string): Promise<StateSnapshot | null
   return { epoch: o.epoch, revision: o.revision, records }
 }
 
+/** At most one state file write per this long: each write is the whole store (O(store)), a change is not. */
+export const STATE_FILE_MIN_INTERVAL_MS = 1000
+
 /**
- * Writes the snapshot after each applied batch. Coalesced: at most one write in flight, and the
- * last one always holds the newest state (`snapshot` is read when a write starts, not when asked).
+ * Writes the snapshot after each applied batch. Coalesced: at most one write in flight, at most
+ * one per STATE_FILE_MIN_INTERVAL_MS, and the last one always holds the newest state (`snapshot`
+ * is read when a write starts, not when asked).
  */
 export class StateFileWriter {
   private writing: Promise<void> | null = null
   private dirty = false
+  private lastWriteAt = 0
 
   constructor (private readonly path: string, private readonly snapshot: () => StateSnapshot, private readonly log: Logger) {}
 
@@ -86,7 +91,10 @@ export class StateFileWriter {
     if (this.writing !== null) return
     this.writing = (async () => {
       while (this.dirty) {
+        const wait = this.lastWriteAt + STATE_FILE_MIN_INTERVAL_MS - Date.now()
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
         this.dirty = false
+        this.lastWriteAt = Date.now()
         try {
           await writeStateFile(this.path, this.snapshot())
         } catch (err) {
