@@ -447,3 +447,22 @@ t.test('UDP v2 read by a real consumer: PowerDNS Recursor sees the client and th
     await p.close()
   }
 })
+
+t.test('the flag: a bad --proxy-protocol is refused naming it; status shows the mode per port', async (t) => {
+  const { runCli } = await import('./helpers.js')
+  const { renderStatus } = await import('../lib/cli/status.js')
+  const r = await runCli(['run', '--config', '/nonexistent.json', '--proxy-protocol', 'v3', '--healthz-bind-address', '', '--metrics-bind-address', ''])
+  t.not(r.code, 0)
+  t.match(r.stderr, /--proxy-protocol: expected none, v1, v2, got "v3"/)
+  const p = testProxy(t, { proxyProtocol: 'v1' })
+  await p.apply([
+    ...svcWithEndpoints('tcp1', '127.60.2.1', 80, []),
+    ...svcWithEndpoints('udp1', '127.60.2.2', 53, [], { protocol: 'UDP' }),
+    ...svcWithEndpoints('tcp0', '127.60.2.3', 80, [], { annotations: { 'svcproxy.io/proxy-protocol': 'none' } }),
+  ])
+  const lines = renderStatus({ revision: 1, services: p.status() })
+  const row = (name: string): string => lines.find((l) => l.includes(` ${name} `)) ?? ''
+  t.match(row('tcp1'), /\bTCP\+proxy-v1\b/, 'the --proxy-protocol default, shown in the PROTOCOL column')
+  t.match(row('udp1'), /\bUDP\b(?!\+)/, 'a UDP port under a v1 default: no header')
+  t.match(row('tcp0'), /\bTCP\b(?!\+)/, 'opted out')
+})
