@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
+import { chartSvg } from '../bench/chart.js'
 import { TARGETS, WORKLOADS, type Row } from '../bench/run.js'
 
 t.test('npm run bench --quick runs every workload against every target', async (t) => {
@@ -25,7 +26,11 @@ t.test('npm run bench --quick runs every workload against every target', async (
   t.match(stdout, /^svcproxy bench \(quick\) — .+ cores, node v\d+/m, 'machine line')
   t.match(stdout, /CPU ×naive +CPU ×nginx/, 'one table with the ratio columns')
 
-  const json = JSON.parse(readFileSync(out, 'utf8')) as { mode: string, machine: Record<string, unknown>, rows: Row[] }
+  const json = JSON.parse(readFileSync(out, 'utf8')) as { date: string, mode: string, machine: Record<string, unknown>, rows: Row[] }
+  // The chart docs/performance.md embeds, drawn from this run: one bar per proxy in each panel.
+  const svg = chartSvg(json)
+  t.match(svg, /^<svg [^>]+>[\s\S]*<\/svg>\n$/, 'chart: one svg element')
+  for (const target of ['naive', 'svcproxy', 'nginx', 'haproxy']) t.equal(svg.split(`>${target}</text>`).length - 1, 6, `chart: ${target} in each of the 6 panels`)
   t.equal(json.mode, 'quick')
   t.type(json.machine.cores, 'number')
   t.equal(json.rows.length, WORKLOADS.length * TARGETS.length, 'one row per workload × target')
