@@ -205,7 +205,7 @@ function flushHeader (p: UvPair): void {
 
 /** The first write to the backend, with relay's rule: while it is in flight the client is not read. */
 function writeFirst (dst: Side, buf: Buffer): void {
-  const req = uv.newWriteReq() as WriteReq
+  const req = (spareReqs.pop() ?? uv.newWriteReq()) as WriteReq // writeFirst: a spare request, as relay takes
   req.handle = dst.h
   req.oncomplete = onWriteDone
   req[kSide] = dst
