@@ -384,7 +384,7 @@ function closeSide (s: Side, reset: boolean): void {
   s.closed = true
   const h = s.h
   if (!reset || s.readEnded || s.shutting || h.reset() !== 0) h.close()
-  if (s.req !== null && spareReqs.length < 1024) spareReqs.push(s.req) // never went async: the next pair's
+  if (s.req !== null && spareReqs.length < 64) spareReqs.push(s.req) // never went async: the next pair's (few: each holds its old side)
   const b = s.buf
   if (b !== null) {
     s.buf = null
