@@ -45,7 +45,7 @@ export const FLAGS: Record<string, OptionSpec & { commands: string[] }> = {
   'redis-cert-file': { type: 'string', arg: 'FILE', help: 'rediss://: PEM client certificate, for a server with tls-auth-clients yes (with --redis-key-file).', commands: ['run', 'apply', 'delete', 'get'] },
   'redis-key-file': { type: 'string', arg: 'FILE', help: 'rediss://: PEM private key of --redis-cert-file.', commands: ['run', 'apply', 'delete', 'get'] },
   'redis-key-prefix': { type: 'string', arg: 'PREFIX', default: DEFAULTS.redisKeyPrefix, help: 'Prefix of every key in the store (keep a {hash tag} for Redis Cluster).', commands: ['run', 'apply', 'delete', 'get'] },
-  'sync-period': { type: 'string', arg: 'DURATION', default: formatDuration(DEFAULTS.syncPeriodMs), help: 'run --redis: full relist period that repairs anything a watch missed (kube-proxy --iptables-sync-period).', commands: ['run'] },
+  'sync-period': { type: 'string', arg: 'DURATION', default: formatDuration(DEFAULTS.syncPeriodMs), help: 'run --redis: resync period: rebinds listeners in error and checks the store\'s epoch and revision, relisting only when the watch missed something (kube-proxy --iptables-sync-period).', commands: ['run'] },
   'state-file': { type: 'string', arg: 'FILE', help: 'run --redis: last-known-good snapshot, written (0600) after each applied revision; served when Redis is unreachable at start.', commands: ['run'] },
   namespace: { type: 'string', short: 'n', arg: 'NS', help: 'get: only this namespace.', commands: ['get'] },
   output: { type: 'string', short: 'o', arg: 'FORMAT', help: 'get: json for a kubectl-style List of the stored objects; a table when omitted.', commands: ['get'] },

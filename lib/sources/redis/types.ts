@@ -10,7 +10,7 @@ export interface RedisSourceOptions {
   url: string
   prefix?: string
   logger?: Logger
-  /** Full relist period (--sync-period), default 30s: repairs anything a watch missed. */
+  /** Resync period (--sync-period), default 30s: epoch and revision checked, a relist only when the watch missed something. */
   syncPeriodMs?: number
   /** Last-known-good snapshot (--state-file), written after each applied batch. */
   stateFile?: string
