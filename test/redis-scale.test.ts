@@ -127,3 +127,67 @@ t.test('a store written by schema 1 is migrated by the first apply; allocations 
   t.equal(await redis.hget(k.alloc, 'ip/127.96.0.10'), 'default/a')
   await t.rejects(store.apply([svc('c', { clusterIP: '127.96.0.10' })]), ValidationError)
 })
+
+t.test('a list in slices is exactly one revision, whatever is written while it scans', async (t) => {
+  const r = await startRedis(t)
+  const store = new RedisStore({ url: r.url })
+  t.teardown(() => store.close())
+  const doc: Array<Record<string, unknown>> = []
+  for (let i = 0; i < 2000; i++) doc.push(eps(`e${i}`, `10.3.${i >> 8}.${i & 255}`))
+  await store.apply(doc)
+  const reader = new RedisStore({ url: r.url })
+  t.teardown(() => reader.close())
+  // Between the scan's slices, another writer changes one record, deletes one and adds one.
+  const call = reader.client.call.bind(reader.client) as (cmd: string, args: unknown[]) => Promise<unknown>
+  let scans = 0
+  let last = 0
+  ;(reader.client as unknown as { call: typeof call }).call = async (cmd, args) => {
+    const reply = await call(cmd, args)
+    if (cmd === 'HSCAN' && ++scans === 2) {
+      await store.apply([eps('e5', '10.9.9.9'), eps('new', '10.9.9.8')])
+      last = (await store.delete(['endpoints default/e1999'])).revision
+    }
+    return reply
+  }
+  const snap = await reader.snapshot()
+  t.ok(scans > 2, `read in slices (${scans} HSCAN)`)
+  t.equal(snap.revision, last, 'at the last revision')
+  t.match(snap.records.get('Endpoints/default/e5') ?? '', '10.9.9.9', 'the change written meanwhile')
+  t.ok(snap.records.has('Endpoints/default/new'), 'the object added meanwhile')
+  t.notOk(snap.records.has('Endpoints/default/e1999'), 'not the one deleted meanwhile')
+  t.equal(snap.records.size, 2000, 'nothing else missing')
+})
+
+t.test('a large commit whose writer stops half-way is finished by the next writer; followers get it whole', async (t) => {
+  const r = await startRedis(t)
+  const store = new RedisStore({ url: r.url })
+  t.teardown(() => store.close())
+  await store.apply([svc('first')])
+  const proxy = createProxy({ ephemeralPorts: true })
+  t.teardown(() => proxy.close())
+  const source = await watchRedis(proxy, { url: r.url, blockMs: 200, startTimeoutMs: 3000 })
+  t.teardown(() => source.close())
+  await source.synced()
+
+  const dying = new RedisStore({ url: r.url })
+  t.teardown(() => dying.close())
+  const call = dying.client.call.bind(dying.client) as (cmd: string, args: unknown[]) => Promise<unknown>
+  let copied = 0
+  ;(dying.client as unknown as { call: typeof call }).call = async (cmd, args) => {
+    if (cmd === 'EVAL' && String(args[0]).includes('LPOP') && ++copied > 1) throw new Error('the writer died')
+    return await call(cmd, args)
+  }
+  const n = SLICE_OPS * 3
+  const doc: Array<Record<string, unknown>> = []
+  for (let i = 0; i < n; i++) doc.push(svc(`big${i}`))
+  await t.rejects(dying.apply(doc))
+  const redis = await r.client()
+  t.equal(await redis.exists(storeKeys().applying), 1, 'left unfinished')
+  t.equal(proxy.table.services.size, 1, 'the follower waits for every part')
+
+  const next = await store.apply([svc('after')])
+  t.equal(await redis.exists(storeKeys().applying, storeKeys().pending), 0, 'the next writer finished it first')
+  t.ok(await until(() => source.revision === next.revision), 'the follower caught up')
+  t.equal(proxy.table.services.size, n + 2, 'with all of the large revision')
+  t.equal((await store.list()).objects.length, n + 2)
+})
