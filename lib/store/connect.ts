@@ -1,6 +1,7 @@
 // Where the store is: one URL names a standalone server, a Sentinel group or a Cluster, the
 // three topologies ioredis supports. Everything that prints a URL goes through redactUrl.
 
+import { EventEmitter } from 'node:events'
 import { readFileSync } from 'node:fs'
 import type { ConnectionOptions } from 'node:tls'
 import { Cluster, Redis, type RedisOptions } from 'ioredis'
@@ -139,6 +140,18 @@ export function createClient (url: string, opts: ConnectOptions = {}): RedisClie
   } else {
     client.on('error', () => {})
   }
+  // ioredis takes only a stream's first 'error' (a `once` listener). A TLS socket can emit a
+  // second one (the server's alert after the client refused its certificate): with no listener
+  // left that is an uncaught exception, which would end the daemon. Each stream keeps one here.
+  if (client instanceof Redis) {
+    const guard = (): void => {
+      const s: unknown = client.stream
+      if (s instanceof EventEmitter && !s.listeners('error').includes(ignoreStreamError)) s.on('error', ignoreStreamError)
+    }
+    client.on('error', guard)
+    client.on('connect', guard)
+    client.on('close', guard)
+  }
   return client
 }
 
@@ -173,6 +186,8 @@ export function redisTlsOptions (url: string, files: RedisTlsFiles = {}): Connec
   }
   return out
 }
+
+function ignoreStreamError (): void {} // reported through the client's own 'error' already
 
 /** Resolves once the client is ready, false after `timeoutMs` (or when it gave up for good). */
 export function waitReady (client: RedisClient, timeoutMs: number): Promise<boolean> {
