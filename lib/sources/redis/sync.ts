@@ -120,7 +120,9 @@ export class StoreSync {
       ctx.stats.resumes++
       ctx.log.info({ revision: this.lastRev }, 'resuming the watch where it stopped')
     } else if (rev > this.lastRev) {
-      // The feed may be gone while the counter moved on; a write may also just have landed.
+      // The feed may be gone while the counter moved on; a write may also just have landed, or
+      // a revision in parts be arriving (not suspect while its parts come in).
+      if (this.partial !== null && this.partial.rev === rev) return
       if (this.suspectRev !== 0 && rev >= this.suspectRev) {
         ctx.log.warn({ revision: rev, following: this.lastRev }, 'the feed does not deliver revisions the store has; relisting')
         ctx.life.mustList()
