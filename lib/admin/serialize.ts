@@ -26,7 +26,7 @@ const endpoint = {
 } as const
 
 /** A toxic on the port (proxy.faults): attributes as given, per type. */
-const toxic = {
+export const toxic = {
   type: 'object',
   properties: {
     name: str, type: str, stream: str, toxicity: { type: 'number' },

@@ -1,5 +1,5 @@
 import fastJson from 'fast-json-stringify'
-import { bool, frontend, int, str } from './serialize.js'
+import { bool, frontend, int, str, toxic } from './serialize.js'
 import type { StatsDoc } from './stats.js'
 
 // The /v1/stats schema, compiled once at module load as serialize.ts does for /v1/services:
@@ -24,8 +24,9 @@ const endpoint = {
 const servicePort = {
   type: 'object',
   properties: {
-    id: str, namespace: str, name: str, port: str, protocol: str, clusterIP: str, type: str, algorithm: str, sessionAffinity: str,
+    id: str, namespace: str, name: str, port: str, protocol: str, clusterIP: str, type: str, algorithm: str, sessionAffinity: str, proxyProtocol: str,
     state: str,
+    faults: { type: 'array', items: toxic },
     frontends: { type: 'array', items: frontend },
     endpoints: { type: 'array', items: endpoint },
     active: int, udpSessions: int, accepted: int, dialFailures: int, dialRetries: int,

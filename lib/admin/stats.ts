@@ -30,7 +30,7 @@ export interface StatsEndpoint extends EndpointStatus, Rate {
   udpDatagramsDown: number
 }
 
-export interface StatsServicePort extends Omit<ServicePortStatus, 'endpoints' | 'faults'>, Rate {
+export interface StatsServicePort extends Omit<ServicePortStatus, 'endpoints'>, Rate {
   state: ServicePortState
   /** UDP sessions open (also counted in `active`, as /v1/services counts them). */
   udpSessions: number
@@ -132,6 +132,7 @@ export function buildStats (proxy: ServiceProxy, health: SourceHealth, rates: Ra
       algorithm: sp.algorithm,
       sessionAffinity: sp.sessionAffinity,
       proxyProtocol: sp.proxyProtocol,
+      faults: sp.faults,
       state: portState(sp.frontends, endpoints),
       frontends: sp.frontends,
       endpoints,
