@@ -1,7 +1,7 @@
 // Fleet simulator (issue 19, part 2): N daemons' worth of Redis followers against one Redis, one
 // writer applying endpoint changes, and Redis's own accounting.
 //
-//   node dist/bench/fleet.js [--n 10,100,1000] [--store 10000x10] [--idle 30] [--changes 200] [--rate 10] [--workers 2]
+//   node dist/bench/fleet.js [--n 10,100,1000] [--store 10000x10] [--idle 30] [--changes 200] [--rate 10] [--workers 2] [--storm]
 //
 // Followers run the real source code (watchRedis: lib/sources/redis, its two connections, list,
 // watch, periodic resync, relist) in worker processes, many per process. What each follower feeds
@@ -34,8 +34,8 @@ function pct (xs: number[], p: number): number {
 
 // ---------------------------------------------------------------- worker: many followers
 
-interface StartMsg { type: 'start', url: string, prefix: string, count: number, syncPeriodMs: number, concurrency: number }
-type ToWorker = StartMsg | { type: 'measure', from: number } | { type: 'back', rev: number } | { type: 'stats' } | { type: 'stop' }
+interface StartMsg { type: 'start', url: string, prefix: string, count: number, syncPeriodMs: number, concurrency: number, probe: boolean }
+type ToWorker = StartMsg | { type: 'measure', from: number } | { type: 'cpu' } | { type: 'back', rev: number } | { type: 'stats' } | { type: 'stop' }
 
 /** The data plane's place: counts the services it would serve (the "never an empty table" check). */
 class StandIn {
@@ -56,6 +56,9 @@ async function worker (): Promise<void> {
   const send = (m: unknown): void => { process.send?.(m) }
   const followers: Array<{ source: RedisSource, dp: StandIn, last: number }> = []
   let from = Number.POSITIVE_INFINITY
+  let probe = false
+  let cpuAt = process.cpuUsage()
+  let wallAt = wall()
   const times = new Map<number, number[]>()
   const logger = pino({ level: 'silent' })
   const onApplied = (f: { last: number }, rev: number): void => {
@@ -64,13 +67,14 @@ async function worker (): Promise<void> {
       let xs = times.get(r)
       if (xs === undefined) times.set(r, (xs = []))
       xs.push(t)
-      if (xs.length === followers.length) { send({ type: 'applied', rev: r, times: xs }); times.delete(r) }
+      if (xs.length === followers.length) { send({ type: 'applied', rev: r, times: xs, probe }); times.delete(r) }
     }
     f.last = Math.max(f.last, rev)
   }
   process.on('message', (m: ToWorker) => {
     void (async () => {
       if (m.type === 'start') {
+        probe = m.probe
         const t0 = wall()
         let next = 0
         const one = async (): Promise<void> => {
@@ -89,7 +93,12 @@ async function worker (): Promise<void> {
         send({ type: 'ready', ms: wall() - t0, rss: process.memoryUsage().rss })
       } else if (m.type === 'measure') {
         from = m.from
+        cpuAt = process.cpuUsage()
+        wallAt = wall()
         send({ type: 'measuring' })
+      } else if (m.type === 'cpu') {
+        const u = process.cpuUsage(cpuAt)
+        send({ type: 'cpu', share: (u.user + u.system) / 1000 / (wall() - wallAt), probe })
       } else if (m.type === 'back') {
         for (;;) {
           if (followers.every((f) => !f.source.health().stale && f.source.revision >= m.rev)) break
@@ -109,7 +118,7 @@ async function worker (): Promise<void> {
 
 // ---------------------------------------------------------------- parent: Redis, writer, workers
 
-interface FleetOptions { ns: number[], services: number, endpoints: number, largeN: number, largeServices: number, idleS: number, changes: number, rate: number, workers: number, syncPeriodMs: number }
+interface FleetOptions { storm: boolean, ns: number[], services: number, endpoints: number, largeN: number, largeServices: number, idleS: number, changes: number, rate: number, workers: number, syncPeriodMs: number }
 
 async function freePort (): Promise<number> {
   const s = createServer().listen(0, '127.0.0.1')
@@ -236,19 +245,27 @@ class Workers {
   }
 }
 
-interface Row { n: number, followed: string, listS: number, rssMiB: number, idleCpu: number, idleCmds: string, changeCpu: number, p50: number, p99: number, max: number, changes: number, slowCount: number, slowMax: number, slowWorst: string, restartBackS: number, restartPeakCpu: number, afterRestartP99: number, minServed: number, relistsOnRestart: number }
+interface Row { storm: { backS: number, peakCpu: number, slowMax: number, relists: number }, n: number, followed: string, probeP50: number, probeP99: number, probes: number, workerCpu: number[], listS: number, rssMiB: number, idleCpu: number, idleCmds: string, changeCpu: number, p50: number, p99: number, max: number, changes: number, slowCount: number, slowMax: number, slowWorst: string, restartBackS: number, restartPeakCpu: number, afterRestartP99: number, minServed: number, relistsOnRestart: number }
+
+const PROBES = 10
 
 const progress = (msg: string): void => { process.stderr.write(`[fleet ${new Date().toISOString().slice(11, 19)}] ${msg}\n`) }
 
 async function runN (redis: Redis, store: RedisStore, o: FleetOptions, n: number, revNow: { rev: number }, services: number): Promise<Row> {
   progress(`N=${n}: starting followers`)
   const w = new Workers()
-  const procs = Math.min(n, o.workers)
+  // With more than PROBES followers, PROBES of them run in a process of their own that is never
+  // busy: their times are what Redis and one node's own source take, apart from the load of
+  // hundreds of simulated nodes sharing 2 cores in the other processes.
+  const probes = n > PROBES ? PROBES : 0
+  const loadProcs = Math.min(n - probes, o.workers)
+  const procs = loadProcs + (probes > 0 ? 1 : 0)
   await w.spawn(procs)
-  const per = Array.from({ length: procs }, (_, i) => Math.floor(n / procs) + (i < n % procs ? 1 : 0))
+  const per = Array.from({ length: loadProcs }, (_, i) => Math.floor((n - probes) / loadProcs) + (i < (n - probes) % loadProcs ? 1 : 0))
+  if (probes > 0) per.push(probes)
   const t0 = wall()
   const readyP = w.collect('ready')
-  per.forEach((count, i) => { w.send({ type: 'start', url: redis.url, prefix: store.keys.objects.replace(/objects$/, ''), count, syncPeriodMs: o.syncPeriodMs, concurrency: 4 }, i) })
+  per.forEach((count, i) => { w.send({ type: 'start', url: redis.url, prefix: store.keys.objects.replace(/objects$/, ''), count, syncPeriodMs: o.syncPeriodMs, concurrency: 4, probe: probes > 0 && i === procs - 1 }, i) })
   const ready = await readyP
   const listS = (wall() - t0) / 1000
   const rssMiB = ready.reduce((s, m) => s + Number(m.rss), 0) / 2 ** 20
@@ -268,10 +285,11 @@ async function runN (redis: Redis, store: RedisStore, o: FleetOptions, n: number
   // Changes: `rate` endpoint changes per second, apply start → each follower applied it.
   const starts = new Map<number, number>()
   const lat: number[] = []
+  const probeLat: number[] = []
   const offApplied = w.on((m) => {
     if (m.type !== 'applied') return
     const start = starts.get(Number(m.rev))
-    if (start !== undefined) for (const t of m.times as number[]) lat.push(t - start)
+    if (start !== undefined) for (const t of m.times as number[]) (m.probe === true ? probeLat : lat).push(t - start)
   })
   progress(`N=${n}: ${o.changes} changes at ${o.rate}/s`)
   const measuring = w.collect('measuring')
@@ -290,13 +308,17 @@ async function runN (redis: Redis, store: RedisStore, o: FleetOptions, n: number
     revNow.rev = res.revision
   }
   const deadline = wall() + 30_000
-  while (lat.length < o.changes * n && wall() < deadline) await sleep(50)
+  while (lat.length + probeLat.length < o.changes * n && wall() < deadline) await sleep(50)
   secs = (wall() - at) / 1000
   const changeCpu = (redis.cpu() - c0) / secs
+  const cpuP = w.collect('cpu')
+  w.send({ type: 'cpu' })
+  const workerCpu = (await cpuP).filter((m) => m.probe !== true).map((m) => Number(m.share))
   const slow = await slowlog(store)
   offApplied()
-  const sorted = [...lat].sort((a, b) => a - b)
-  const changes = lat.length / n
+  const all = [...lat, ...probeLat]
+  const sorted = [...all].sort((a, b) => a - b)
+  const changes = all.length / n
 
   // Restart with persistence: SHUTDOWN writes the AOF; the same port and directory again.
   progress(`N=${n}: restart`)
@@ -328,16 +350,50 @@ async function runN (redis: Redis, store: RedisStore, o: FleetOptions, n: number
   while (after.length < n && wall() < startAfter + 30_000) await sleep(20)
   off2()
   clearInterval(sampler)
+  let storm = { backS: Number.NaN, peakCpu: Number.NaN, slowMax: Number.NaN, relists: 0 }
+  if (o.storm) {
+    // Restarted without its data (no AOF): every follower keeps serving (the guard), then the
+    // writer applies the whole store again and every follower relists at once.
+    progress(`N=${n}: restart without persistence, then the whole store applied again`)
+    const lp = w.collect('stats'); w.send({ type: 'stats' })
+    const listsThen = (await lp).reduce((sum, m) => sum + Number(m.lists), 0)
+    redis.proc?.kill('SIGKILL')
+    if (redis.proc !== null) await once(redis.proc, 'exit')
+    rmSync(join(redis.dir, 'appendonlydir'), { recursive: true, force: true })
+    const down2 = wall()
+    await redis.start()
+    await store.client.call('SLOWLOG', ['RESET']).catch(async () => { await sleep(500); await store.client.call('SLOWLOG', ['RESET']) })
+    const pk = { cpu: 0, last: redis.cpu(), at: wall() }
+    const smp = setInterval(() => {
+      const c = redis.cpu()
+      const t = wall()
+      pk.cpu = Math.max(pk.cpu, (c - pk.last) / ((t - pk.at) / 1000))
+      pk.last = c
+      pk.at = t
+    }, 500)
+    const objs: unknown[] = []
+    for (let i = 0; i < services; i++) objs.push(svc(`s${i}`), eps(i, o.endpoints, 0))
+    const re = await store.apply(objs, 'fleet')
+    revNow.rev = re.revision
+    const bp = w.collect('back')
+    w.send({ type: 'back', rev: re.revision })
+    const b2 = await bp
+    clearInterval(smp)
+    const sl = await slowlog(store)
+    const lp2 = w.collect('stats'); w.send({ type: 'stats' })
+    storm = { backS: (Math.max(...b2.map((m) => Number(m.at))) - down2) / 1000, peakCpu: pk.cpu, slowMax: sl.maxMs, relists: (await lp2).reduce((sum, m) => sum + Number(m.lists), 0) - listsThen }
+  }
   const statsP = w.collect('stats'); w.send({ type: 'stats' })
   const st = await statsP
   await w.stop()
   return {
     n, followed: `${services}×${o.endpoints}`, listS, rssMiB, idleCpu, idleCmds, changeCpu,
-    p50: pct(sorted, 50), p99: pct(sorted, 99), max: sorted[sorted.length - 1] ?? Number.NaN, changes,
+    p50: pct(sorted, 50), p99: pct(sorted, 99), probeP50: pct(probeLat, 50), probeP99: pct(probeLat, 99), probes, workerCpu, max: sorted[sorted.length - 1] ?? Number.NaN, changes,
     slowCount: slow.count, slowMax: slow.maxMs, slowWorst: slow.worst,
     restartBackS, restartPeakCpu: peak.cpu, afterRestartP99: pct(after, 99),
     minServed: Math.min(...st.map((m) => Number(m.minServed))),
-    relistsOnRestart: st.reduce((s, m) => s + Number(m.lists), 0) - listsBefore,
+    relistsOnRestart: st.reduce((s, m) => s + Number(m.lists), 0) - listsBefore - storm.relists,
+    storm,
   }
 }
 
@@ -355,6 +411,7 @@ async function main (): Promise<void> {
     workers: Number(arg('--workers', '2')),
     syncPeriodMs: Number(arg('--sync-period-ms', '30000')),
     largeN: Number(arg('--large-n', '1000')),
+    storm: argv.includes('--storm'),
     largeServices: Number(arg('--large-store', '1000x10').split('x')[0]),
   }
   process.stdout.write(`svcproxy fleet bench: ${cpus().length} cores, node ${process.version}, store ${o.services} services × ${o.endpoints} endpoints, sync period ${o.syncPeriodMs / 1000} s, ${o.rate} changes/s\n`)
@@ -410,13 +467,13 @@ async function main (): Promise<void> {
 }
 
 function formatRows (rows: Row[]): string {
-  const h = ['followers', 'store followed', 'all listed', 'idle Redis CPU', '10/s Redis CPU', 'apply→follower p50', 'p99', 'slowlog >10ms', 'restart: all back', 'restart peak CPU', 'min served']
+  const h = ['followers', 'store followed', 'all listed', 'idle Redis CPU', '10/s Redis CPU', 'apply→follower p50', 'p99', 'probes p50 / p99', 'slowlog >10ms', 'restart: all back', 'restart peak CPU', 'min served']
   const lines = rows.map((r) => [String(r.n), r.followed, `${r.listS.toFixed(1)} s`, `${(r.idleCpu * 100).toFixed(1)}%`, `${(r.changeCpu * 100).toFixed(1)}%`,
-    `${r.p50.toFixed(1)} ms`, `${r.p99.toFixed(1)} ms`, `${r.slowCount} (max ${r.slowMax.toFixed(1)} ms)`, `${r.restartBackS.toFixed(1)} s`, `${(r.restartPeakCpu * 100).toFixed(0)}%`, String(r.minServed)])
+    `${r.p50.toFixed(1)} ms`, `${r.p99.toFixed(1)} ms`, r.probes > 0 ? `${r.probeP50.toFixed(1)} / ${r.probeP99.toFixed(1)} ms` : '(all)', `${r.slowCount} (max ${r.slowMax.toFixed(1)} ms)`, `${r.restartBackS.toFixed(1)} s`, `${(r.restartPeakCpu * 100).toFixed(0)}%`, String(r.minServed)])
   const w = h.map((x, i) => Math.max(x.length, ...lines.map((l) => l[i]?.length ?? 0)))
   const fmt = (l: string[]): string => `| ${l.map((x, i) => x.padEnd(w[i] ?? 0)).join(' | ')} |`
   return [fmt(h), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...lines.map(fmt)].join('\n') +
-    '\n' + rows.map((r) => `N=${r.n}: idle commands ${r.idleCmds}; follower RSS ${r.rssMiB.toFixed(0)} MiB; relists on restart ${r.relistsOnRestart}; after restart p99 ${r.afterRestartP99.toFixed(1)} ms`).join('\n')
+    '\n' + rows.map((r) => `N=${r.n}: idle commands ${r.idleCmds}; follower RSS ${r.rssMiB.toFixed(0)} MiB; relists on restart ${r.relistsOnRestart}; simulator processes' CPU during the changes ${r.workerCpu.map((c) => `${(c * 100).toFixed(0)}%`).join(', ')}; after restart p99 ${r.afterRestartP99.toFixed(1)} ms${Number.isNaN(r.storm.backS) ? '' : `; restart without persistence + the whole store applied again: all ${r.storm.relists} relisted and current in ${r.storm.backS.toFixed(1)} s, peak Redis CPU ${(r.storm.peakCpu * 100).toFixed(0)}%, slowest command ${r.storm.slowMax.toFixed(1)} ms`}`).join('\n')
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

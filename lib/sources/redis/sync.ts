@@ -256,7 +256,11 @@ export class StoreSync {
         continue
       }
       const puts = entry.ops.filter((o) => o.op === 'put').length
-      if (ctx.life.guarded && puts > 0) { ctx.life.mustList(); break }
+      if (ctx.life.guarded && puts > 0) {
+        await sleep(Math.random() * Math.min(2000, ctx.syncPeriodMs / 10)) // the whole fleet sees this write: spread the relists
+        ctx.life.mustList()
+        break
+      }
       if (batch.revisions++ === 0) batch.from = rev
       batch.puts += puts
       batch.deletes += entry.ops.length - puts
