@@ -2,7 +2,7 @@
 // `strace -c -f -p PID` attached to each proxy process in turn while the same workload runs
 // through it, then each count divided by the units done. strace slows the traced process a lot,
 // so these runs are for counting, never for timing.
-//   node dist/bench/syscalls.js [--workload http-close|http-keepalive] [--count 5000] [--targets svcproxy,nginx,nginx-hc,haproxy,naive]
+//   node dist/bench/syscalls.js [--workload http-close|http-keepalive|udp] [--count 5000] [--targets svcproxy,nginx,nginx-hc,haproxy,naive]
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { type Backends, type Child, type ProxyAddresses, startChild } from './child.js'
 import { type ExternalName, missing, startExternal } from './external.js'
-import { httpClose, httpKeepAlive } from './workloads.js'
+import { httpClose, httpKeepAlive, udpClosedLoop } from './workloads.js'
 
 export interface SyscallCounts { target: string, units: number, calls: Record<string, number>, errors: Record<string, number> }
 
@@ -72,7 +72,7 @@ export function countsTable (rows: SyscallCounts[], unit: string): string {
 async function main (): Promise<void> {
   const { values } = parseArgs({ options: { workload: { type: 'string', default: 'http-close' }, count: { type: 'string' }, targets: { type: 'string', default: 'svcproxy,nginx,haproxy' } } })
   const workload = values.workload as string
-  if (workload !== 'http-close' && workload !== 'http-keepalive') throw new Error('--workload: http-close or http-keepalive')
+  if (workload !== 'http-close' && workload !== 'http-keepalive' && workload !== 'udp') throw new Error('--workload: http-close, http-keepalive or udp')
   const count = Number(values.count ?? (workload === 'http-close' ? 5000 : 50_000))
   const children: Array<Child<unknown>> = []
   try {
@@ -82,7 +82,7 @@ async function main (): Promise<void> {
     for (const target of (values.targets as string).split(',')) {
       let proc: Child<ProxyAddresses>
       if (target === 'svcproxy') proc = await startChild<ProxyAddresses>('svcproxy', 'proxy-svcproxy', backends.data)
-      else if (target === 'naive') proc = await startChild<ProxyAddresses>('naive', 'proxy-naive', backends.data)
+      else if (target === 'naive') proc = await startChild<ProxyAddresses>('naive', workload === 'udp' ? 'udp-naive' : 'proxy-naive', backends.data)
       else {
         // nginx-hc: nginx with proxy_half_close on, which keeps a connection until both FINs, as svcproxy and HAProxy do.
         const name = (target === 'nginx-hc' ? 'nginx' : target) as ExternalName
@@ -91,15 +91,16 @@ async function main (): Promise<void> {
         proc = await startExternal(name, backends.data, 4096, { halfClose: target === 'nginx-hc' })
       }
       children.push(proc)
-      const ep = proc.data.http
-      if (ep === null) continue
-      const run = async (): Promise<number> => workload === 'http-close' ? (await httpClose(ep, count, 50)).count : (await httpKeepAlive(ep, count, 50)).count
+      const ep = workload === 'udp' ? proc.data.udp : proc.data.http
+      if (ep === null) { await proc.stop(); continue }
+      const run = async (): Promise<number> => workload === 'http-close' ? (await httpClose(ep, count, 50)).count : workload === 'udp' ? (await udpClosedLoop(ep, count, 8, 8)).count : (await httpKeepAlive(ep, count, 50)).count
       await run() // warm-up, untraced
       const { units, text } = await traced(proc.pid, run)
       rows.push({ target, units, ...parseStraceSummary(text) })
       await proc.stop()
     }
-    process.stdout.write(`strace -c -f -p PID, ${workload}, ${count} ${workload === 'http-close' ? 'connections' : 'requests'} (50 at a time) per target\n\n${countsTable(rows, workload === 'http-close' ? 'connection' : 'request')}\n`)
+    const unit = workload === 'http-close' ? 'connection' : workload === 'udp' ? 'datagram pair' : 'request'
+    process.stdout.write(`strace -c -f -p PID, ${workload}, ${count} units (${workload === 'udp' ? '8 clients x 8 in flight' : '50 at a time'}) per target\n\n${countsTable(rows, unit)}\n`)
   } finally {
     await Promise.all(children.map((c) => c.stop()))
   }
