@@ -101,7 +101,8 @@ async function worker (): Promise<void> {
         send({ type: 'cpu', share: (u.user + u.system) / 1000 / (wall() - wallAt), probe })
       } else if (m.type === 'back') {
         for (;;) {
-          if (followers.every((f) => !f.source.health().stale && f.source.revision >= m.rev)) break
+          // The store's own revision: one still serving an older store (another epoch) is not back.
+          if (followers.every((f) => !f.source.health().stale && f.source.revision === m.rev)) break
           await sleep(20)
         }
         send({ type: 'back', at: wall() })

@@ -86,7 +86,7 @@ export class StoreSync {
     await this.ctx.proxy.retryFailedListeners()
     // O(1) as well, and a hash that is no longer one is seen here (WRONGTYPE), not at the next relist.
     await this.ctx.cmd.call('HLEN', [this.ctx.keys.objects])
-    await this.check(true)
+    await this.check(true, false)
     this.nextResyncAt = Date.now() + jittered(this.ctx.syncPeriodMs) // a failed resync is retried (after backoff)
   }
 
@@ -101,7 +101,7 @@ export class StoreSync {
   }
 
   /** After a reconnect or an idle read: is the feed we follow still the store's? */
-  async check (idle: boolean): Promise<void> {
+  async check (idle: boolean, escalate = true): Promise<void> {
     const { ctx } = this
     const reply = await ctx.cmd.call('MGET', [ctx.keys.epoch, ctx.keys.rev])
     ctx.life.verified()
@@ -123,6 +123,8 @@ export class StoreSync {
       // The feed may be gone while the counter moved on; a write may also just have landed, or
       // a revision in parts be arriving (not suspect while its parts come in).
       if (this.partial !== null && this.partial.rev === rev) return
+      // Only a watch read that came back empty may confirm a suspicion (the resync may run right after one).
+      if (!escalate) return
       if (this.suspectRev !== 0 && rev >= this.suspectRev) {
         ctx.log.warn({ revision: rev, following: this.lastRev }, 'the feed does not deliver revisions the store has; relisting')
         ctx.life.mustList()
