@@ -1,9 +1,9 @@
 import { connect, type Socket } from 'node:net'
 import type { Backend } from '../balancer/backend.js'
 import type { CloseReason } from '../frontend/events.js'
-import { acceptFailed, isFdExhaustion } from '../frontend/limits.js'
 import { HeldHeaders, tcpHeader, tcpMode } from '../frontend/proxy-protocol.js'
-import { dial, dialFailed } from './dial.js'
+import { dial } from './dial.js'
+import { backendSocketFailed, reset } from './socket-ends.js'
 import { noteAccepted, noteConnected, notePairFinished, PairBase, type PairHost } from './pair.js'
 import { adoptAccepted, type BufferedSocket, connectBuffered, reclaim, relay, releaseReadBuffer } from './stream-reads.js'
 
@@ -180,14 +180,7 @@ function onClientError (this: PairSocket): void {
 
 function onBackendError (this: PairSocket, err: NodeJS.ErrnoException): void {
   const p = this[kPair]
-  if (!p.connected) {
-    // No descriptor for the backend socket: the same episode as a failed accept.
-    if (isFdExhaustion(err.code ?? '')) acceptFailed(p.fe.ctx.limits, p.fe.ctx.logger, { code: err.code ?? '', noticed: 'dial', service: p.rt.id })
-    dialFailed(p, err.message)
-    return
-  }
-  if (p.reason === null) p.reason = 'backend-error'
-  if (!p.client.destroyed) reset(p.client)
+  backendSocketFailed(p, p.client, err)
 }
 
 function onClientClose (this: PairSocket, hadError: boolean): void {
@@ -225,14 +218,4 @@ function abort (p: StreamPair, reason: CloseReason): void {
   if (b !== null && !b.destroyed) b.destroy()
   if (!p.client.destroyed) reset(p.client)
   else if (p.backendClosed || b === null) notePairFinished(p)
-}
-
-/**
- * Sends an RST instead of a FIN, so the peer sees the failure (a refused or broken service)
- * rather than a clean end. Only on a socket that is still fully open: resetting one that has
- * already seen the peer's FIN can leave the handle stuck at process exit (observed on Node 20).
- */
-function reset (s: Socket): void {
-  if (s.readyState === 'open' && !s.readableEnded) s.resetAndDestroy()
-  else s.destroy()
 }

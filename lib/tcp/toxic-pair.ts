@@ -2,9 +2,9 @@ import { connect, type Socket } from 'node:net'
 import type { Backend } from '../balancer/backend.js'
 import { type ActiveToxic, type FaultSet, rolls } from '../faults/fault-set.js'
 import type { CloseReason } from '../frontend/events.js'
-import { acceptFailed, isFdExhaustion } from '../frontend/limits.js'
 import { tcpHeader, tcpMode } from '../frontend/proxy-protocol.js'
-import { dial, dialFailed } from './dial.js'
+import { dial } from './dial.js'
+import { backendSocketFailed, reset } from './socket-ends.js'
 import { noteAccepted, noteConnected, notePairFinished, PairBase, type PairHost } from './pair.js'
 import { noteFault, type PipeHost, ToxicPipe } from './toxics.js'
 
@@ -184,15 +184,7 @@ function onClientError (p: FaultPair): void {
 }
 
 function onBackendError (p: FaultPair, s: Socket, err: NodeJS.ErrnoException): void {
-  if (p.backend !== s) return
-  if (!p.connected) {
-    // No descriptor for the backend socket: the same episode as a failed accept.
-    if (isFdExhaustion(err.code ?? '')) acceptFailed(p.fe.ctx.limits, p.fe.ctx.logger, { code: err.code ?? '', noticed: 'dial', service: p.rt.id })
-    dialFailed(p, err.message)
-    return
-  }
-  if (p.reason === null) p.reason = 'backend-error'
-  if (!p.client.destroyed) reset(p.client)
+  if (p.backend === s) backendSocketFailed(p, p.client, err)
 }
 
 function onClientClose (p: FaultPair, hadError: boolean): void {
@@ -229,10 +221,4 @@ function endSoon (s: Socket): void {
   s.end()
   if (s.writableFinished) s.destroy()
   else s.once('finish', () => { s.destroy() })
-}
-
-/** An RST while the socket is fully open, else a plain close (stream-engine.ts says why). */
-function reset (s: Socket): void {
-  if (s.readyState === 'open' && !s.readableEnded) s.resetAndDestroy()
-  else s.destroy()
 }
