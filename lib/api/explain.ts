@@ -11,7 +11,7 @@ import type { ServicePortRuntime } from '../frontend/runtime.js'
 import { isIP, isLocalAddress } from '../model/ip.js'
 import { selfLoopOf } from '../model/self-loop.js'
 import type { Service, ServicePort } from '../model/types.js'
-import { compareBackends, endpointKey, resolveTargetPort, selectorMatches } from '../table/endpoints.js'
+import { compareBackends, computeEndpointSets, type Endpoint, endpointKey } from '../table/endpoints.js'
 import type { Table } from '../table/table.js'
 
 export interface ExplainOptions {
@@ -224,56 +224,23 @@ function portOf (key: string): number {
 }
 
 /**
- * Every address the service's objects name for this port, ready or not, with what keeps it out
- * (the same sources and precedence as table/endpoints.ts computeEndpointSets: slices, else
- * Endpoints, else the selector's pods).
+ * Every address the service's objects name for this port, ready or not, with what keeps it out:
+ * the sets the table computes (table/endpoints.ts), and what it leaves out with its reason.
  */
 function namedEndpoints (table: Table, svc: Service, sp: ServicePort): Named[] {
-  const out = new Map<string, Named>()
-  const add = (ip: string, port: number, nodeName: string, podName: string, status: string): void => {
+  const left: Endpoint[] = []
+  const why = new Map<string, string>()
+  const { ready, servingTerminating } = computeEndpointSets(svc, sp, table.sourcesOf(svc), (ip, port, nodeName, podName, reason) => {
     const key = endpointKey(ip, port)
-    if (!out.has(key)) out.set(key, { key, nodeName, podName, status })
-  }
-  const pnr = svc.publishNotReadyAddresses
-  const slices = [...table.slices.values()].filter((s) => s.namespace === svc.namespace && s.serviceName === svc.name)
-  const eps = table.endpoints.get(`${svc.namespace}/${svc.name}`)
-  if (slices.length > 0) {
-    for (const slice of slices) {
-      if (slice.addressType === 'FQDN') continue
-      const p = slice.ports.find((x) => x.name === sp.name && x.protocol === sp.protocol)
-      if (p === undefined) continue
-      for (const ep of slice.endpoints) {
-        const ip = ep.addresses[0]
-        if (ip === undefined) continue
-        const c = ep.conditions
-        const status = c.ready || pnr ? '' : c.serving && c.terminating ? 'terminating' : c.terminating ? 'terminating and not serving' : `not ready (EndpointSlice ${slice.name}: conditions.ready false)`
-        add(ip, p.port, ep.nodeName, ep.podName, status)
-      }
-    }
-  } else if (eps !== undefined) {
-    for (const subset of eps.subsets) {
-      const p = subset.ports.find((x) => x.name === sp.name && x.protocol === sp.protocol)
-      if (p === undefined) continue
-      for (const a of subset.addresses) add(a.ip, p.port, a.nodeName, a.podName, '')
-      for (const a of subset.notReadyAddresses) add(a.ip, p.port, a.nodeName, a.podName, pnr ? '' : 'not ready (Endpoints notReadyAddresses)')
-    }
-  } else if (svc.selector !== null) {
-    const selector = svc.selector
-    for (const pod of table.pods) {
-      if (pod.namespace !== svc.namespace || pod.podIP === '' || !selectorMatches(selector, pod.labels)) continue
-      const port = resolveTargetPort(sp, pod)
-      if (port === 0) { add(pod.podIP, 0, pod.nodeName, pod.name, `pod ${pod.name}: targetPort ${JSON.stringify(sp.targetPort)} is none of its container ports`); continue }
-      const running = pod.phase === 'Running'
-      let status = ''
-      if (pod.phase === 'Succeeded' || pod.phase === 'Failed') status = `pod ${pod.name} has ended (phase ${pod.phase})`
-      else if (pnr) status = ''
-      else if (!running) status = `not ready (pod ${pod.name} phase ${pod.phase})`
-      else if (!pod.ready) status = `not ready (pod ${pod.name})`
-      else if (pod.terminating) status = 'terminating'
-      add(pod.podIP, port, pod.nodeName, pod.name, status)
-    }
-  }
-  const list = [...out.values()]
-  const rank = (n: Named): number => n.status === '' ? 0 : n.status === 'terminating' ? 1 : 2
-  return list.sort((a, b) => rank(a) - rank(b) || compareBackends({ key: a.key, ip: ipOf(a.key), port: portOf(a.key), nodeName: '', podName: '', ready: true }, { key: b.key, ip: ipOf(b.key), port: portOf(b.key), nodeName: '', podName: '', ready: true }))
+    if (why.has(key)) return
+    why.set(key, reason)
+    left.push({ key, ip, port, nodeName, podName, ready: false })
+  })
+  const named = (e: Endpoint, status: string): Named => ({ key: e.key, nodeName: e.nodeName, podName: e.podName, status })
+  const taken = new Set([...ready, ...servingTerminating].map((e) => e.key))
+  return [
+    ...ready.map((e) => named(e, '')),
+    ...servingTerminating.map((e) => named(e, 'terminating')),
+    ...left.filter((e) => !taken.has(e.key)).sort(compareBackends).map((e) => named(e, why.get(e.key) ?? '')),
+  ]
 }

@@ -57,7 +57,10 @@ export interface EndpointSets {
  * all terminating serves them even when other nodes have ready ones, so the fallback set must
  * survive even when `ready` is not empty.
  */
-export function computeEndpointSets (svc: Service, sp: ServicePort, src: EndpointSources): EndpointSets {
+/** Told of each address the objects name that stays out of both sets, and why (explain() lists them). */
+export type ExcludedEndpoint = (ip: string, port: number, nodeName: string, podName: string, why: string) => void
+
+export function computeEndpointSets (svc: Service, sp: ServicePort, src: EndpointSources, excluded?: ExcludedEndpoint): EndpointSets {
   const ready: Endpoint[] = []
   const fallback: Endpoint[] = []
   const seen = new Set<string>()
@@ -79,6 +82,7 @@ export function computeEndpointSets (svc: Service, sp: ServicePort, src: Endpoin
         const c = ep.conditions
         if (c.ready || svc.publishNotReadyAddresses) add(ready, ip, p.port, ep.nodeName, ep.podName, true)
         else if (c.serving && c.terminating) add(fallback, ip, p.port, ep.nodeName, ep.podName, false)
+        else excluded?.(ip, p.port, ep.nodeName, ep.podName, c.terminating ? 'terminating and not serving' : `not ready (EndpointSlice ${slice.name}: conditions.ready false)`)
       }
     }
   } else if (src.endpoints !== undefined) {
@@ -88,14 +92,22 @@ export function computeEndpointSets (svc: Service, sp: ServicePort, src: Endpoin
       for (const a of subset.addresses) add(ready, a.ip, p.port, a.nodeName, a.podName, true)
       if (svc.publishNotReadyAddresses) {
         for (const a of subset.notReadyAddresses) add(ready, a.ip, p.port, a.nodeName, a.podName, true)
+      } else if (excluded !== undefined) {
+        for (const a of subset.notReadyAddresses) excluded(a.ip, p.port, a.nodeName, a.podName, 'not ready (Endpoints notReadyAddresses)')
       }
     }
   } else if (svc.selector !== null) {
     for (const pod of src.pods) {
       if (pod.podIP === '' || !selectorMatches(svc.selector, pod.labels)) continue
-      if (pod.phase === 'Succeeded' || pod.phase === 'Failed') continue
+      if (pod.phase === 'Succeeded' || pod.phase === 'Failed') {
+        excluded?.(pod.podIP, 0, pod.nodeName, pod.name, `pod ${pod.name} has ended (phase ${pod.phase})`)
+        continue
+      }
       const port = resolveTargetPort(sp, pod)
-      if (port === 0) continue
+      if (port === 0) {
+        excluded?.(pod.podIP, 0, pod.nodeName, pod.name, `pod ${pod.name}: targetPort ${JSON.stringify(sp.targetPort)} is none of its container ports`)
+        continue
+      }
       const running = pod.phase === 'Running'
       // As the EndpointSlice controller: publishNotReadyAddresses makes every pod with an IP
       // ready, terminating ones included.
@@ -103,6 +115,8 @@ export function computeEndpointSets (svc: Service, sp: ServicePort, src: Endpoin
         add(ready, pod.podIP, port, pod.nodeName, pod.name, true)
       } else if (pod.terminating && running && pod.ready) {
         add(fallback, pod.podIP, port, pod.nodeName, pod.name, false)
+      } else {
+        excluded?.(pod.podIP, port, pod.nodeName, pod.name, running ? `not ready (pod ${pod.name})` : `not ready (pod ${pod.name} phase ${pod.phase})`)
       }
     }
   }

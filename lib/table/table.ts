@@ -6,7 +6,7 @@ import type { Cidr } from '../model/ip.js'
 import { runInSlices, runNow, type Steps } from '../util/slices.js'
 import type { ObjectRef } from './refs.js'
 import { AllocationBatch, Allocator, type PortRange } from './allocator.js'
-import { computeEndpointSets, type Endpoint, selectorMatches } from './endpoints.js'
+import { computeEndpointSets, type Endpoint, type EndpointSources, selectorMatches } from './endpoints.js'
 import { sameObject } from './same.js'
 
 /** One port of one service with its current ready backends: the unit the data plane serves. */
@@ -317,19 +317,25 @@ export class Table {
   private compute (key: string): ServicePortState[] | null {
     const svc = this.services.get(key)
     if (svc === undefined) return null
-    const sliceKeys = this.slicesByService.get(key)
-    const slices: EndpointSlice[] = []
-    if (sliceKeys !== undefined) for (const sk of sliceKeys) { const s = this.slices.get(sk); if (s !== undefined) slices.push(s) }
-    const podMap = svc.selector !== null ? this.podsByNs.get(svc.namespace) : undefined
-    // Pods are read only when neither slices nor Endpoints exist: iterated then, never copied.
-    const pods: Iterable<Pod> = podMap === undefined ? [] : { [Symbol.iterator]: () => podMap.values() }
-    const src = { endpoints: this.endpoints.get(key), slices, pods }
+    const src = this.sourcesOf(svc)
     const states: ServicePortState[] = []
     for (const p of svc.ports) {
       const { ready, servingTerminating } = computeEndpointSets(svc, p, src)
       states.push({ id: servicePortId(svc, p), service: svc, port: p, endpoints: ready.length > 0 ? ready : servingTerminating, servingTerminating })
     }
     return states
+  }
+
+  /** The objects a service's endpoints come from (explain() walks them with computeEndpointSets too). */
+  sourcesOf (svc: Service): EndpointSources {
+    const key = `${svc.namespace}/${svc.name}`
+    const sliceKeys = this.slicesByService.get(key)
+    const slices: EndpointSlice[] = []
+    if (sliceKeys !== undefined) for (const sk of sliceKeys) { const s = this.slices.get(sk); if (s !== undefined) slices.push(s) }
+    const podMap = svc.selector !== null ? this.podsByNs.get(svc.namespace) : undefined
+    // Pods are read only when neither slices nor Endpoints exist: iterated then, never copied.
+    const pods: Iterable<Pod> = podMap === undefined ? [] : { [Symbol.iterator]: () => podMap.values() }
+    return { endpoints: this.endpoints.get(key), slices, pods }
   }
 
   /** True when the given IP belongs to the allocation range. */
