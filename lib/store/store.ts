@@ -245,7 +245,7 @@ export class RedisStore {
     await this.client.call('EXPIRE', [staging, 3600])
   }
 
-  private eval (script: string, args: Array<string | number>, extraKeys: string[] = []): Promise<unknown> {
+  private runScript (script: string, args: Array<string | number>, extraKeys: string[] = []): Promise<unknown> {
     const keys = [...scriptKeys(this.keys), ...extraKeys]
     return this.client.call('EVAL', [script, keys.length, ...keys, ...args])
   }
@@ -262,7 +262,7 @@ export class RedisStore {
       }
       const p = await this.run(() => plan(head))
       if (p.ops.length === 0) {
-        for (const slice of sliceTriples(p.backfill)) await this.run(() => this.eval(INDEX_SCRIPT, [head.revision, '0', ...slice]))
+        for (const slice of sliceTriples(p.backfill)) await this.run(() => this.runScript(INDEX_SCRIPT, [head.revision, '0', ...slice]))
         return { revision: head.revision, changes: p.changes, warnings: p.warnings }
       }
       const triples = [...p.frees]
@@ -282,7 +282,7 @@ export class RedisStore {
       } else {
         args.push('apply', ...triples)
       }
-      const res = await this.run(() => this.eval(COMMIT_SCRIPT, args, big ? [staging] : []))
+      const res = await this.run(() => this.runScript(COMMIT_SCRIPT, args, big ? [staging] : []))
       if (big && typeof res !== 'number') await this.client.call('DEL', [staging]).catch(() => {})
       if (typeof res === 'number') {
         if (slices.length > 1) await this.run(() => this.finishPending())
@@ -296,7 +296,7 @@ export class RedisStore {
 
   /** Copies what a large commit (this writer's, or one that died half-way) left pending. */
   private async finishPending (): Promise<void> {
-    while (await this.eval(APPLY_NEXT_SCRIPT, []) === 1) { /* one slice per script */ }
+    while (await this.runScript(APPLY_NEXT_SCRIPT, []) === 1) { /* one slice per script */ }
   }
 
   /**
@@ -319,7 +319,7 @@ export class RedisStore {
     const slices = sliceTriples(triples)
     if (slices.length === 0) slices.push([])
     for (let i = 0; i < slices.length; i++) {
-      if (await this.eval(INDEX_SCRIPT, [rev, i === slices.length - 1 ? '1' : '0', ...(slices[i] ?? [])]) !== 1) return
+      if (await this.runScript(INDEX_SCRIPT, [rev, i === slices.length - 1 ? '1' : '0', ...(slices[i] ?? [])]) !== 1) return
     }
   }
 
