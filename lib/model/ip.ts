@@ -6,13 +6,43 @@ import { ConfigError } from '../errors.js'
 // so the rules (no leading zeros, no zone ids) are explicit and cannot drift with
 // the Node version.
 
-const OCTET = '(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])'
-const IPV4 = new RegExp(`^${OCTET}(?:\\.${OCTET}){3}$`)
 const HEXTET = /^[0-9a-fA-F]{1,4}$/
+
+/**
+ * A dotted-quad IPv4 address as its uint32 value, or -1 when `s` is not one: four ASCII-decimal
+ * octets 0-255 without leading zeros. A loop over char codes, not a regular expression: every
+ * endpoint of every record passes here (issue 17.3: 100,000 endpoints loaded in under 1 s).
+ */
+function parseIPv4 (s: string): number {
+  const n = s.length
+  if (n < 7 || n > 15) return -1
+  let value = 0
+  let octet = 0
+  let digits = 0
+  let dots = 0
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i)
+    if (c === 46) { // '.'
+      if (digits === 0 || dots === 3) return -1
+      value = value * 256 + octet
+      octet = 0
+      digits = 0
+      dots++
+    } else if (c >= 48 && c <= 57) {
+      if (digits === 1 && octet === 0) return -1 // a leading zero ("010")
+      octet = octet * 10 + (c - 48)
+      digits++
+      if (octet > 255) return -1
+    } else {
+      return -1
+    }
+  }
+  return dots === 3 && digits > 0 ? value * 256 + octet : -1
+}
 
 /** Dotted-quad IPv4; octets with leading zeros ("010") are refused, since they are ambiguous (octal). */
 export function isIPv4 (s: string): boolean {
-  return typeof s === 'string' && s.length <= 15 && IPV4.test(s)
+  return typeof s === 'string' && parseIPv4(s) >= 0
 }
 
 /** IPv6 in any textual form RFC 4291 allows, including `::` and a trailing IPv4 part; zone ids (`%eth0`) are refused. */
@@ -76,6 +106,14 @@ function ipBytes (s: string): number[] | null {
 export type AddressClass = 'unspecified' | 'link-local' | 'link-local multicast' | 'multicast' | 'unicast'
 
 export function addressClass (ip: string): AddressClass {
+  const v4 = typeof ip === 'string' ? parseIPv4(ip) : -1
+  if (v4 >= 0) { // IPv4 without building a byte array (the common case, once per endpoint)
+    const a = v4 >>> 24
+    if (v4 === 0) return 'unspecified'
+    if (a === 169 && ((v4 >>> 16) & 255) === 254) return 'link-local'
+    if (a === 224 && ((v4 >>> 8) & 0xffff) === 0) return 'link-local multicast'
+    return a >= 224 && a <= 239 ? 'multicast' : 'unicast'
+  }
   const b = ipBytes(ip)
   if (b === null) return 'unicast'
   const [b0 = 0, b1 = 0, b2 = 0] = b
@@ -116,10 +154,9 @@ export type AddressUse = 'service' | 'external' | 'endpoint'
  */
 export function refusedAddress (ip: string, use: AddressUse): string {
   const c = addressClass(ip)
+  if (c === 'unicast') return ''
   const got = JSON.stringify(ip)
   switch (c) {
-    case 'unicast':
-      return ''
     case 'unspecified':
       return `expected the address of one host, got ${got} (the unspecified address stands for every address of this node)`
     case 'multicast':
@@ -157,6 +194,8 @@ export interface Cidr {
 }
 
 export function ipv4ToInt (ip: string): number {
+  const v = parseIPv4(ip)
+  if (v >= 0) return v
   const p = ip.split('.')
   return ((Number(p[0]) << 24) >>> 0) + (Number(p[1]) << 16) + (Number(p[2]) << 8) + Number(p[3])
 }

@@ -1,4 +1,3 @@
-import { isIPv6 } from 'node:net'
 import type { Endpoints, EndpointSlice, Pod, Service, ServicePort } from '../model/types.js'
 import { ipv4ToInt } from '../model/ip.js'
 
@@ -145,8 +144,9 @@ export function resolveTargetPort (sp: ServicePort, pod: Pod): number {
 }
 
 export function compareBackends (a: Endpoint, b: Endpoint): number {
-  const a6 = isIPv6(a.ip)
-  const b6 = isIPv6(b.ip)
+  // The table holds validated addresses only: a colon means IPv6 (no node:net parse per compare).
+  const a6 = a.ip.includes(':')
+  const b6 = b.ip.includes(':')
   if (a6 !== b6) return a6 ? 1 : -1
   const c = a6 ? compareIPv6(a.ip, b.ip) : ipv4ToInt(a.ip) - ipv4ToInt(b.ip)
   return c !== 0 ? c : a.port - b.port
