@@ -262,31 +262,50 @@ function utf8Length (s: string): number {
   return s.length * 3 <= MAX_STRING_BYTES ? s.length : Buffer.byteLength(s, 'utf8')
 }
 
+/** A value to visit and where it sits: its path is built only for an issue (most objects have none). */
+interface Spot { v: unknown, up: Spot | null, key: string | number }
+
+function pathOf (spot: Spot): string {
+  const keys: Array<string | number> = []
+  for (let s: Spot | null = spot; s !== null && s.up !== null; s = s.up) keys.push(s.key)
+  let path = ''
+  for (let i = keys.length - 1; i >= 0; i--) {
+    const k = keys[i] ?? ''
+    path = typeof k === 'number' ? at(path, k) : child(path, k)
+  }
+  return path
+}
+
 /** Refuses any string (or key) over 1 MiB anywhere in an object, including fields svcproxy ignores. */
 function scanStrings (ctx: Ctx, root: Raw): void {
   const seen = new Set<object>()
-  const stack: Array<{ v: unknown, path: string }> = [{ v: root, path: '' }]
+  const stack: Spot[] = [{ v: root, up: null, key: '' }]
   for (let top = stack.pop(); top !== undefined; top = stack.pop()) {
-    const { v, path } = top
+    const v = top.v
     if (typeof v === 'string') {
-      if (utf8Length(v) > MAX_STRING_BYTES) ctx.issue(path, `expected a string of at most 1 MiB, got ${Buffer.byteLength(v, 'utf8')} bytes`)
+      if (utf8Length(v) > MAX_STRING_BYTES) ctx.issue(pathOf(top), `expected a string of at most 1 MiB, got ${Buffer.byteLength(v, 'utf8')} bytes`)
       continue
     }
     if (typeof v !== 'object' || v === null || seen.has(v)) continue
     seen.add(v)
-    // Pushed in reverse so issues come out in document order.
+    // Pushed in reverse so issues come out in document order. Strings too short to be over the
+    // limit, numbers, booleans and null are never pushed: nothing to report about them.
     if (Array.isArray(v)) {
-      for (let i = v.length - 1; i >= 0; i--) stack.push({ v: v[i], path: at(path, i) })
+      for (let i = v.length - 1; i >= 0; i--) {
+        const x: unknown = v[i]
+        if (typeof x === 'object' ? x !== null : typeof x === 'string' && x.length * 3 > MAX_STRING_BYTES) stack.push({ v: x, up: top, key: i })
+      }
       continue
     }
     const keys = Object.keys(v)
     for (let i = keys.length - 1; i >= 0; i--) {
       const k = keys[i] ?? ''
       if (utf8Length(k) > MAX_STRING_BYTES) {
-        ctx.issue(path, `expected property names of at most 1 MiB, got one of ${Buffer.byteLength(k, 'utf8')} bytes`)
+        ctx.issue(pathOf(top), `expected property names of at most 1 MiB, got one of ${Buffer.byteLength(k, 'utf8')} bytes`)
         continue
       }
-      stack.push({ v: (v as Raw)[k], path: child(path, k) })
+      const x: unknown = (v as Raw)[k]
+      if (typeof x === 'object' ? x !== null : typeof x === 'string' && x.length * 3 > MAX_STRING_BYTES) stack.push({ v: x, up: top, key: k })
     }
   }
 }
