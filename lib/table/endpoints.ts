@@ -124,10 +124,18 @@ export function computeEndpointSets (svc: Service, sp: ServicePort, src: Endpoin
   return { ready, servingTerminating: fallback }
 }
 
-/** Sorts in place; a list already in order (as most stores write them) costs one pass of n-1 compares. */
+/**
+ * Sorts in place. An IPv4 list already in order (as most stores write them) costs one pass that
+ * parses each address once; any other list is sorted with compareBackends.
+ */
 function sortBackends (list: Endpoint[]): void {
-  for (let i = 1; i < list.length; i++) {
-    if (compareBackends(list[i - 1] as Endpoint, list[i] as Endpoint) > 0) { list.sort(compareBackends); return }
+  let prev = -1
+  let prevPort = 0
+  for (const e of list) {
+    const v = e.ip.includes(':') ? -1 : ipv4ToInt(e.ip)
+    if (v < prev || v < 0 || (v === prev && e.port < prevPort)) { list.sort(compareBackends); return }
+    prev = v
+    prevPort = e.port
   }
 }
 
