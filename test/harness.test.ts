@@ -8,7 +8,7 @@ import { connect } from 'node:net'
 import t from 'tap'
 import { ClosedError, ConfigError, EventOverflowError, type ServiceProxy, WaitTimeoutError } from '../lib/index.js'
 import type { EndpointsChangedEvent } from '../lib/frontend/events.js'
-import { fetchAll, nameServer, svcWithEndpoints, testProxy, udpClient, udpServer, until } from './helpers.js'
+import { endpointSlice as slice, fetchAll, nameServer, svcWithEndpoints, testProxy, udpClient, udpServer, until } from './helpers.js'
 
 type Raw = Record<string, unknown>
 type T = { teardown: (fn: () => unknown) => void }
@@ -23,20 +23,6 @@ async function backends (t: T, n: number, prefix = 'b'): Promise<Array<{ ip: str
   return out.sort((x, y) => x.port - y.port)
 }
 
-function slice (service: string, name: string, ep: { ip: string, nodeName?: string, ready?: boolean, serving?: boolean, terminating?: boolean }, port: number): Raw {
-  const conditions: Raw = {}
-  if (ep.ready !== undefined) conditions.ready = ep.ready
-  if (ep.serving !== undefined) conditions.serving = ep.serving
-  if (ep.terminating !== undefined) conditions.terminating = ep.terminating
-  return {
-    apiVersion: 'discovery.k8s.io/v1',
-    kind: 'EndpointSlice',
-    metadata: { name, namespace: 'default', labels: { 'kubernetes.io/service-name': service } },
-    addressType: 'IPv4',
-    endpoints: [{ addresses: [ep.ip], conditions, nodeName: ep.nodeName ?? 'node-a' }],
-    ports: [{ name: '', port, protocol: 'TCP' }],
-  }
-}
 
 const svc = (name: string, clusterIP: string, spec: Raw = {}, extra: Raw = {}): Raw =>
   ({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' }, spec: { clusterIP, ports: [{ port: 80 }], ...spec }, ...extra })

@@ -260,3 +260,21 @@ export function captureLogger (level: pino.Level = 'info'): { logger: pino.Logge
   })
   return { logger: pino({ level }, stream), lines }
 }
+
+export interface SliceEp { ip: string, nodeName?: string, ready?: boolean, serving?: boolean, terminating?: boolean }
+
+/** A one-endpoint EndpointSlice of `service` (tests give each endpoint its own slice to set its conditions apart). */
+export function endpointSlice (service: string, name: string, ep: SliceEp, port: number, portName = ''): Record<string, unknown> {
+  const conditions: Record<string, unknown> = {}
+  if (ep.ready !== undefined) conditions.ready = ep.ready
+  if (ep.serving !== undefined) conditions.serving = ep.serving
+  if (ep.terminating !== undefined) conditions.terminating = ep.terminating
+  return {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name, namespace: 'default', labels: { 'kubernetes.io/service-name': service } },
+    addressType: 'IPv4',
+    endpoints: [{ addresses: [ep.ip], conditions, nodeName: ep.nodeName ?? 'node-a' }],
+    ports: [{ name: portName, port, protocol: 'TCP' }],
+  }
+}

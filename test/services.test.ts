@@ -11,7 +11,7 @@ import {
   ValidationError, parseObjects, readDocumentFile,
 } from '../lib/index.js'
 import { Table } from '../lib/table/table.js'
-import { fetchAll, listen, testProxy, udpClient, udpServer, until } from './helpers.js'
+import { endpointSlice as slice, fetchAll, listen, testProxy, udpClient, udpServer, until } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 /** The part of a tap Test the helpers use. */
@@ -55,23 +55,6 @@ function pod (name: string, ip: string, labels: Record<string, string>, ports: R
   }
 }
 
-interface SliceEp { ip: string, nodeName?: string, ready?: boolean, serving?: boolean, terminating?: boolean }
-
-/** An EndpointSlice with one port per endpoint is impossible, so slices here have one endpoint each. */
-function slice (service: string, name: string, ep: SliceEp, port: number, portName = ''): Raw {
-  const conditions: Raw = {}
-  if (ep.ready !== undefined) conditions.ready = ep.ready
-  if (ep.serving !== undefined) conditions.serving = ep.serving
-  if (ep.terminating !== undefined) conditions.terminating = ep.terminating
-  return {
-    apiVersion: 'discovery.k8s.io/v1',
-    kind: 'EndpointSlice',
-    metadata: { name, namespace: 'default', labels: { 'kubernetes.io/service-name': service } },
-    addressType: 'IPv4',
-    endpoints: [{ addresses: [ep.ip], conditions, nodeName: ep.nodeName ?? 'node-a' }],
-    ports: [{ name: portName, port, protocol: 'TCP' }],
-  }
-}
 
 async function collect (n: number, host: string, port: number): Promise<string[]> {
   const out: string[] = []
