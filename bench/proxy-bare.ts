@@ -6,10 +6,7 @@
 // use: a measurement of what Node's handles cost per connection and per read, against which
 // svcproxy's own work shows (docs/performance.md). Run by bench/floor.ts.
 import { type Backends, type Endpoint, type ProxyAddresses, childConfig, failToParent, serveParent } from './child.js'
-import { type UvShutdownReq, type UvTcpBinding, type UvTcpHandle, uvTcp, type UvWriteReq } from '../lib/internals/uv-tcp.js'
-import { listenHandle } from '../lib/internals/net-handles.js'
-import { createServer } from 'node:net'
-import { once } from 'node:events'
+import { listenTcp, type UvShutdownReq, type UvTcpBinding, type UvTcpHandle, uvTcp, type UvWriteReq } from '../lib/internals/uv-tcp.js'
 
 interface S { h: UvTcpHandle, peer: S | null, buf: Buffer, req: UvWriteReq, writing: boolean, eof: boolean, fin: boolean, closed: boolean }
 const kS = Symbol('s')
@@ -59,11 +56,9 @@ async function main (): Promise<void> {
     p.h.shutdown(r)
   }
   const serve = async (backends: Endpoint[], ip: string): Promise<Endpoint> => {
-    const server = createServer({ pauseOnConnect: true })
-    server.listen({ host: ip, port: 0, backlog: 4096 })
-    await once(server, 'listening')
-    const lh = listenHandle(server)
-    if (lh === null) throw new Error('no listening handle')
+    const l = listenTcp(uv, ip, 0, 4096)
+    const lh = l.handle
+    if (lh === null) throw new Error(l.error)
     lh.onconnection = (err: number, h?: UvTcpHandle) => {
       if (err !== 0 || h === undefined) return
       h.setNoDelay(true)
@@ -78,7 +73,7 @@ async function main (): Promise<void> {
       req.oncomplete = (status: number) => { if (status < 0) { close(c); close(u); return } c.h.readStart() }
       if (bh.connect(req, b.ip, b.port) !== 0 || bh.readStart() !== 0) { close(c); close(u) }
     }
-    return { ip, port: (server.address() as { port: number }).port }
+    return { ip, port: l.port }
   }
   const out: ProxyAddresses = { http: await serve(cfg.http, '127.0.41.1'), bulk: await serve(cfg.bulk, '127.0.41.2'), udp: null, notes: { udp: 'TCP only' } }
   serveParent(out, async () => {})

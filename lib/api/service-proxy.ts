@@ -254,7 +254,7 @@ export class ServiceProxy extends EventEmitter<ProxyEventMap> {
     return this.table.allStates().map((st) => {
       const rt = this.dataplane.runtimes.get(st.id)
       // A port the data plane has not taken yet shows its endpoints with zero counters.
-      const eps = rt?.endpoints ?? st.endpoints.map((e) => new Backend(e.ip, e.port, e.nodeName, e.podName, e.ready))
+      const eps = rt?.endpoints ?? st.endpoints.map((e) => new Backend(e.ip, e.port, e.nodeName, e.podName, e.ready, e.key))
       return {
         id: st.id,
         namespace: st.service.namespace,

@@ -35,10 +35,11 @@ export class Backend implements Endpoint {
   /** Active health check: 'none' (the service asks for none), 'pending' (not checked yet), 'up', 'down'. */
   check: 'none' | 'pending' | 'up' | 'down' = 'none'
 
-  constructor (ip: string, port: number, nodeName = '', podName = '', ready = true) {
+  /** `key`: the endpoint's own (endpointKey(ip, port)), shared rather than built again: 100,000 strings less at 100,000 endpoints. */
+  constructor (ip: string, port: number, nodeName = '', podName = '', ready = true, key = endpointKey(ip, port)) {
     this.ip = ip
     this.port = port
-    this.key = endpointKey(ip, port)
+    this.key = key
     this.nodeName = nodeName
     this.podName = podName
     this.ready = ready

@@ -104,7 +104,7 @@ export class ServicePortRuntime {
       seen.add(e.key)
       const cur = this.byKey.get(e.key)
       if (cur === undefined) {
-        const b = new Backend(e.ip, e.port, e.nodeName, e.podName, e.ready)
+        const b = new Backend(e.ip, e.port, e.nodeName, e.podName, e.ready, e.key)
         this.byKey.set(e.key, b)
         changed = true
         return b

@@ -1,4 +1,4 @@
-import { getSystemErrorName } from 'node:util'
+import { getSystemErrorMap, getSystemErrorName } from 'node:util'
 import { processBinding } from './binding.js'
 
 /**
@@ -36,6 +36,19 @@ export interface UvTcpHandle {
   reset (cb?: () => void): number
 }
 
+/**
+ * A listening libuv TCP handle (TCPWrap of type SERVER): what net.Server drives underneath.
+ * `onconnection(err, handle)` runs per accepted connection (`handle` undefined when err < 0).
+ */
+export interface UvTcpServerHandle {
+  onconnection: ((this: never, err: number, h?: UvTcpHandle) => void) | null
+  bind (ip: string, port: number): number
+  bind6 (ip: string, port: number, flags: number): number
+  listen (backlog: number): number
+  getsockname (out: { address?: string, port?: number, family?: string }): number
+  close (cb?: () => void): void
+}
+
 /** Requests (`this` in oncomplete is the request). A write in flight: `oncomplete(status)` runs only if the write could not finish at once. */
 export interface UvWriteReq { oncomplete: (this: never, status: number) => void, handle: UvTcpHandle | null, buffer?: Uint8Array | null }
 export interface UvShutdownReq { oncomplete: (this: never, status: number) => void, handle: UvTcpHandle | null }
@@ -43,6 +56,7 @@ export interface UvConnectReq { oncomplete: (this: never, status: number) => voi
 
 export interface UvTcpBinding {
   newSocket: () => UvTcpHandle
+  newServer: () => UvTcpServerHandle
   newWriteReq: () => UvWriteReq
   newShutdownReq: () => UvShutdownReq
   newConnectReq: () => UvConnectReq
@@ -77,6 +91,26 @@ export function uvErrorName (err: number): string {
   }
 }
 
+/**
+ * Binds and listens on host:port (an IP literal) as net.Server would (libuv sets SO_REUSEADDR;
+ * an IPv6 address is dual-stack), synchronously: no net.Server, lookup or 'listening' tick,
+ * which at 10,000 service ports is a fifth of a load. The error reads as net's does.
+ */
+export function listenTcp (uv: UvTcpBinding, host: string, port: number, backlog: number): { handle: UvTcpServerHandle | null, port: number, error: string } {
+  const h = uv.newServer()
+  let err = host.includes(':') ? h.bind6(host, port, 0) : h.bind(host, port)
+  if (err === 0) err = h.listen(backlog)
+  if (err !== 0) {
+    h.close()
+    const [code, text] = getSystemErrorMap().get(err) ?? [`error ${err}`, 'unknown error']
+    return { handle: null, port: 0, error: `${code}: listen ${code}: ${text} ${host}:${port}` }
+  }
+  if (port !== 0) return { handle: h, port, error: '' }
+  const out: { port?: number } = {}
+  h.getsockname(out)
+  return { handle: h, port: out.port ?? 0, error: '' }
+}
+
 type Ctor<T> = new (...args: number[]) => T
 
 function load (): UvTcpBinding | null {
@@ -93,15 +127,17 @@ function load (): UvTcpBinding | null {
     const rb = stream.kReadBytesOrError
     const wa = stream.kLastWriteWasAsync
     const SOCKET = constants?.SOCKET
+    const SERVER = constants?.SERVER
     if (typeof TCP !== 'function' || typeof ConnectWrap !== 'function' || typeof WriteWrap !== 'function' ||
       typeof ShutdownWrap !== 'function' || !(state instanceof Int32Array) || typeof rb !== 'number' ||
-      typeof wa !== 'number' || typeof SOCKET !== 'number') return null
+      typeof wa !== 'number' || typeof SOCKET !== 'number' || typeof SERVER !== 'number') return null
     const proto = TCP.prototype as unknown as Record<string, unknown>
-    for (const m of ['readStart', 'readStop', 'useUserBuffer', 'writeBuffer', 'shutdown', 'connect', 'connect6', 'getpeername', 'getsockname', 'setNoDelay', 'close', 'reset']) {
+    for (const m of ['readStart', 'readStop', 'useUserBuffer', 'writeBuffer', 'shutdown', 'connect', 'connect6', 'getpeername', 'getsockname', 'setNoDelay', 'close', 'reset', 'bind', 'bind6', 'listen']) {
       if (typeof proto[m] !== 'function') return null
     }
     return {
       newSocket: () => new TCP(SOCKET),
+      newServer: () => new TCP(SERVER) as unknown as UvTcpServerHandle,
       newWriteReq: () => new WriteWrap(),
       newShutdownReq: () => new ShutdownWrap(),
       newConnectReq: () => new ConnectWrap(),

@@ -1,9 +1,8 @@
-import { createServer, type Server, type Socket } from 'node:net'
+import { createServer, type Server, Socket } from 'node:net'
 import { type DataPlaneContext, type Frontend, type FrontendSpec, type FrontendState, listenServer } from '../frontend/contract.js'
 import { acceptFailed, admit, isFdExhaustion } from '../frontend/limits.js'
 import { type ServicePortRuntime, sourceAllowed } from '../frontend/runtime.js'
-import { listenHandle } from '../internals/net-handles.js'
-import type { UvTcpHandle } from '../internals/uv-tcp.js'
+import { listenTcp, type UvTcpHandle, type UvTcpServerHandle, uvTcp } from '../internals/uv-tcp.js'
 import { dialFailed } from './dial.js'
 import type { PairBase, PairHost } from './pair.js'
 import { acceptStream } from './stream-engine.js'
@@ -13,8 +12,10 @@ import { acceptHandle, enableUvEngine } from './uv-engine.js'
 const kFrontend = Symbol('svcproxy.frontend')
 
 interface FrontendServer extends Server { [kFrontend]: TcpFrontend }
-interface ListenHandle { [kFrontend]: TcpFrontend, [kNetAccept]: (err: number, h?: UvTcpHandle) => void, onconnection: unknown }
-const kNetAccept = Symbol('svcproxy.netAccept')
+type ListenHandle = UvTcpServerHandle & { [kFrontend]: TcpFrontend }
+
+/** The listen queue asked for (capped by net.core.somaxconn). */
+const BACKLOG = 4096
 
 /**
  * A TCP service port on one address: a listener whose accepted connections are each proxied
@@ -29,22 +30,41 @@ export class TcpFrontend implements Frontend, PairHost {
   boundPort = 0
   readonly ctx: DataPlaneContext
   readonly pairs = new Set<PairBase>()
-  private readonly server: FrontendServer
+  /** The node engine's listener; null in the uv engine, which listens on a libuv handle (`handle`). */
+  private server: FrontendServer | null = null
+  private handle: ListenHandle | null = null
 
   constructor (spec: FrontendSpec, rt: ServicePortRuntime, ctx: DataPlaneContext) {
     this.spec = spec
     this.rt = rt
     this.ctx = ctx
-    // pauseOnConnect: nothing is read from the client until a backend is there to take it.
-    const server = createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }) as FrontendServer
-    server[kFrontend] = this
-    server.on('connection', onStreamConnection)
-    server.on('error', onServerError)
-    this.server = server
   }
 
   async open (): Promise<void> {
-    const r = await listenServer(this.server, this.spec.host, this.ctx.ephemeralPorts ? 0 : this.spec.port, 4096)
+    if (this.state !== 'binding') return // closed before it was opened
+    this.opening = true
+    const port = this.ctx.ephemeralPorts ? 0 : this.spec.port
+    let r: { port: number, error: string }
+    if (this.ctx.engine === 'uv' && enableUvEngine()) {
+      // The uv engine takes accepted handles straight from a listening handle of its own.
+      const l = listenTcp(uvTcp() as NonNullable<ReturnType<typeof uvTcp>>, this.spec.host, port, BACKLOG)
+      if (l.handle !== null) {
+        const h = l.handle as ListenHandle
+        h[kFrontend] = this
+        h.onconnection = onHandleConnection
+        this.handle = h
+      }
+      r = l
+    } else {
+      // pauseOnConnect: nothing is read from the client until a backend is there to take it.
+      const server = createServer({ pauseOnConnect: true, allowHalfOpen: true, noDelay: true }) as FrontendServer
+      server[kFrontend] = this
+      server.on('connection', onStreamConnection)
+      server.on('error', onServerError)
+      this.server = server
+      r = await listenServer(server, this.spec.host, port, BACKLOG)
+    }
+    if (this.state !== 'binding') { this.closeListener(); return } // closed while binding: close() left the listener to this
     if (r.error !== '') {
       this.state = 'error'
       this.error = r.error
@@ -52,28 +72,32 @@ export class TcpFrontend implements Frontend, PairHost {
     }
     this.boundPort = r.port
     this.ctx.limits.tcpListeners++
-    // The uv engine takes accepted handles straight from the listening handle.
-    const lh = this.ctx.engine === 'uv' && enableUvEngine() ? listenHandle(this.server) : null
-    if (lh !== null) {
-      (lh as ListenHandle)[kFrontend] = this
-      ;(lh as ListenHandle)[kNetAccept] = lh.onconnection as ListenHandle[typeof kNetAccept] // net's own: toxics take that path
-      lh.onconnection = onHandleConnection
-    }
     this.state = 'listening'
   }
 
   private serverClosed = false
+  private opening = false
 
   isClosed (): boolean {
     return this.serverClosed
   }
 
   close (hard: boolean): void {
-    if (this.state === 'listening') this.ctx.limits.tcpListeners--
-    if (this.state === 'listening' || this.state === 'binding') this.server.close(() => { this.serverClosed = true })
-    else this.serverClosed = true
+    const was = this.state
+    if (was === 'listening') this.ctx.limits.tcpListeners--
     this.state = 'closed'
+    if (was !== 'binding' || !this.opening) this.closeListener() // a bind in progress closes what it opened (open())
     if (hard) for (const p of this.pairs) p.abort('shutdown')
+  }
+
+  private closeListener (): void {
+    const h = this.handle
+    const server = this.server
+    this.handle = null
+    this.server = null
+    if (h !== null) h.close(() => { this.serverClosed = true })
+    else if (server !== null && server.listening) server.close(() => { this.serverClosed = true })
+    else this.serverClosed = true
   }
 
   openCount (): number {
@@ -145,7 +169,8 @@ function onStreamConnection (this: FrontendServer, sock: Socket): void {
 
 function onHandleConnection (this: ListenHandle, err: number, h?: UvTcpHandle): void {
   const fe = this[kFrontend]
-  // Toxics on this port: net's accept makes a net.Socket and emits 'connection' (above).
-  if (fe.rt.faults !== null) this[kNetAccept](err, h)
-  else acceptHandle(fe, err, h)
+  if (fe.rt.faults === null || err !== 0 || h === undefined) { acceptHandle(fe, err, h); return }
+  // Toxics on this port: their pairs run on net.Sockets (toxic-pair.ts), made as net.Server makes them.
+  const sock = new Socket({ handle: h, allowHalfOpen: true, pauseOnCreate: true, readable: true, writable: true } as ConstructorParameters<typeof Socket>[0])
+  acceptFaulty(fe, sock, (!fe.checksSource || sourceAllowed(fe.rt, sock.remoteAddress ?? '')) && fe.admit())
 }

@@ -3,11 +3,17 @@
  * allocation, so it may sit on any path. Buckets are stored per bucket (not cumulative);
  * the exposition writer accumulates them at scrape time.
  */
+const NONE = new Float64Array(0)
+
 export class Histogram {
   /** Upper bounds (`le`), ascending; the implicit last bucket is +Inf. */
   readonly bounds: readonly number[]
-  /** Observations per bucket; index `bounds.length` is the +Inf bucket. */
-  readonly counts: Float64Array
+  /**
+   * Observations per bucket; index `bounds.length` is the +Inf bucket. Empty (shared) until the
+   * first observation: a proxy holds two histograms per service port, most never observed, and
+   * 20,000 typed arrays made a tenth of the GC work of loading 10,000 services.
+   */
+  counts: Float64Array = NONE
   sum = 0
   count = 0
 
@@ -16,13 +22,13 @@ export class Histogram {
       if ((bounds[i] as number) <= (bounds[i - 1] as number)) throw new RangeError('histogram bounds must ascend')
     }
     this.bounds = bounds
-    this.counts = new Float64Array(bounds.length + 1)
   }
 
   observe (v: number): void {
     const b = this.bounds
     let i = 0
     while (i < b.length && v > (b[i] as number)) i++
+    if (this.counts === NONE) this.counts = new Float64Array(b.length + 1)
     this.counts[i] = (this.counts[i] ?? 0) + 1
     this.sum += v
     this.count++
