@@ -33,6 +33,8 @@ export class TcpFrontend implements Frontend, PairHost {
   /** The node engine's listener; null in the uv engine, which listens on a libuv handle (`handle`). */
   private server: FrontendServer | null = null
   private handle: ListenHandle | null = null
+  /** Accepted sockets come with TCP_NODELAY already on (set on the listening socket: listenTcp). */
+  noDelayInherited = false
 
   constructor (spec: FrontendSpec, rt: ServicePortRuntime, ctx: DataPlaneContext) {
     this.spec = spec
@@ -53,6 +55,7 @@ export class TcpFrontend implements Frontend, PairHost {
         h[kFrontend] = this
         h.onconnection = onHandleConnection
         this.handle = h
+        this.noDelayInherited = l.noDelay
       }
       r = l
     } else {
@@ -169,7 +172,7 @@ function onStreamConnection (this: FrontendServer, sock: Socket): void {
 
 function onHandleConnection (this: ListenHandle, err: number, h?: UvTcpHandle): void {
   const fe = this[kFrontend]
-  if (fe.rt.faults === null || err !== 0 || h === undefined) { acceptHandle(fe, err, h); return }
+  if (fe.rt.faults === null || err !== 0 || h === undefined) { acceptHandle(fe, err, h, fe.noDelayInherited); return }
   // Toxics on this port: their pairs run on net.Sockets (toxic-pair.ts), made as net.Server makes them.
   const sock = new Socket({ handle: h, allowHalfOpen: true, pauseOnCreate: true, readable: true, writable: true } as ConstructorParameters<typeof Socket>[0])
   acceptFaulty(fe, sock, (!fe.checksSource || sourceAllowed(fe.rt, sock.remoteAddress ?? '')) && fe.admit())

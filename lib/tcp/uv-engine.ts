@@ -115,9 +115,10 @@ function queuedOn (s: Side): number {
 
 /**
  * A connection accepted on the frontend's listening handle (its `onconnection`). `err` is a
- * failed accept (EMFILE and the like); the listener goes on.
+ * failed accept (EMFILE and the like); the listener goes on. `noDelaySet`: the socket has
+ * TCP_NODELAY from its listener already.
  */
-export function acceptHandle (fe: PairHost, err: number, h: UvTcpHandle | undefined): void {
+export function acceptHandle (fe: PairHost, err: number, h: UvTcpHandle | undefined, noDelaySet: boolean): void {
   if (err !== 0 || h === undefined) {
     fe.acceptError(uvErrorName(err))
     return
@@ -125,7 +126,7 @@ export function acceptHandle (fe: PairHost, err: number, h: UvTcpHandle | undefi
   // A client outside loadBalancerSourceRanges, or over --max-connections or the service's
   // limit: reset at once, counted.
   if ((fe.checksSource && !sourceAllowed(fe.rt, peerOf(h).address)) || !fe.admit()) { if (h.reset() !== 0) h.close(); return }
-  h.setNoDelay(true)
+  if (!noDelaySet) h.setNoDelay(true)
   const p = new UvPair(fe.ctx.nextConnectionId(), h, fe)
   noteAccepted(p)
   dial(p)
