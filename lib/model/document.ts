@@ -166,7 +166,7 @@ function flatten (root: unknown, sink: IssueSink): Item[] {
   const out: Item[] = []
   const visit = (v: unknown, loc: string, depth: number, inherited: Pick<Item, 'kind' | 'apiVersion'>): void => {
     if (!isList(v)) {
-      out.push({ raw: v, loc, ...inherited })
+      out.push({ raw: v, loc, kind: inherited.kind, apiVersion: inherited.apiVersion }) // one shape, no spread
       return
     }
     if (depth > MAX_LIST_DEPTH) {
@@ -204,10 +204,16 @@ function build (root: unknown, file: string): ParsedDocument {
   const sink = new IssueSink(file)
   const objects: KubeObject[] = []
   const warnings: string[] = []
-  const seen = new Map<string, string>()
   const placed: Placed[] = []
+  // The Redis source decodes each record as a document of its own: one object, nothing to compare
+  // it with (no Map), and the walk's scratch arrays are the last document's (unless in use: reentry).
+  const items = flatten(root, sink)
+  const seen = items.length > 1 ? new Map<string, string>() : null
+  const strings = spareScan ?? new StringScan()
+  spareScan = null
 
-  for (const item of flatten(root, sink)) {
+  for (let i = 0; i < items.length; i++) { // indexed: a for-of allocates a result per step until optimized
+    const item = items[i] as Item
     const raw = item.raw
     if (!isRecord(raw)) {
       sink.add('', item.loc, `expected a Kubernetes object, got ${describe(raw)}`)
@@ -226,7 +232,8 @@ function build (root: unknown, file: string): ParsedDocument {
       warnings.push(`${file}: skipping ${clip(kind)} ${where} ${SKIP_NOTE}`)
       continue
     }
-    const ref = id === null ? '' : objectRef({ kind, ...id })
+    const named = id === null ? null : { kind, namespace: id.namespace, name: id.name }
+    const ref = named === null ? '' : objectRef(named)
     const ctx = new Ctx(sink, ref, id === null ? item.loc : '')
 
     const apiVersion = field(raw, 'apiVersion') ?? item.apiVersion
@@ -234,17 +241,17 @@ function build (root: unknown, file: string): ParsedDocument {
       const expected = spec.apiVersions.map((v) => JSON.stringify(v)).join(' or ')
       ctx.issue('apiVersion', `expected ${expected} for kind ${kind}, got ${describe(apiVersion)}`)
     }
-    scanStrings(ctx, raw)
+    strings.scan(ctx, raw)
     const obj = spec.parse(ctx, raw)
 
-    if (id !== null) {
-      const key = objectKey({ kind, ...id })
-      const first = seen.get(key)
+    if (named !== null) {
+      const key = objectKey(named)
+      const first = seen?.get(key)
       if (first !== undefined) {
         ctx.issue('', `expected each object once, got ${ref} again (first at ${first === '' ? 'the top' : first}, again at ${item.loc})`)
         continue
       }
-      seen.set(key, item.loc)
+      seen?.set(key, item.loc)
     }
     if (obj !== undefined) {
       objects.push(obj)
@@ -252,6 +259,8 @@ function build (root: unknown, file: string): ParsedDocument {
     }
   }
 
+  strings.release()
+  spareScan = strings
   if (sink.issues.length === 0) checkSelfLoops(placed)
   if (sink.issues.length > 0) throw new ValidationError(sink.final())
   return { objects, warnings }
@@ -262,50 +271,121 @@ function utf8Length (s: string): number {
   return s.length * 3 <= MAX_STRING_BYTES ? s.length : Buffer.byteLength(s, 'utf8')
 }
 
-/** A value to visit and where it sits: its path is built only for an issue (most objects have none). */
-interface Spot { v: unknown, up: Spot | null, key: string | number }
+let spareScan: StringScan | null = null
 
-function pathOf (spot: Spot): string {
-  const keys: Array<string | number> = []
-  for (let s: Spot | null = spot; s !== null && s.up !== null; s = s.up) keys.push(s.key)
-  let path = ''
-  for (let i = keys.length - 1; i >= 0; i--) {
-    const k = keys[i] ?? ''
-    path = typeof k === 'number' ? at(path, k) : child(path, k)
-  }
-  return path
-}
+/**
+ * Refuses any string (or key) over 1 MiB anywhere in an object, including fields svcproxy ignores.
+ * Reused for every object and the next document: the walk keeps its pending values and the objects
+ * it has visited in flat arrays instead of an object and a Set per value (a load of 100,000
+ * endpoints visits ~350,000 values). A path is built only for an issue, from the visited keys.
+ */
+class StringScan {
+  // Pending values, their parent (an index into the visited arrays; -1 for the root) and their key there.
+  private readonly pendV: unknown[] = []
+  private readonly pendUp: number[] = []
+  private readonly pendKey: Array<string | number> = []
+  // Visited objects and arrays of the current root, in order: each is visited once (shared or cyclic values).
+  private readonly seenV: Array<object | undefined> = []
+  private readonly seenUp: number[] = []
+  private readonly seenKey: Array<string | number> = []
+  private seenSet: Set<object> | null = null
+  private readonly keys: string[] = []
+  private nSeen = 0
+  private nPend = 0
 
-/** Refuses any string (or key) over 1 MiB anywhere in an object, including fields svcproxy ignores. */
-function scanStrings (ctx: Ctx, root: Raw): void {
-  const seen = new Set<object>()
-  const stack: Spot[] = [{ v: root, up: null, key: '' }]
-  for (let top = stack.pop(); top !== undefined; top = stack.pop()) {
-    const v = top.v
-    if (typeof v === 'string') {
-      if (utf8Length(v) > MAX_STRING_BYTES) ctx.issue(pathOf(top), `expected a string of at most 1 MiB, got ${Buffer.byteLength(v, 'utf8')} bytes`)
-      continue
-    }
-    if (typeof v !== 'object' || v === null || seen.has(v)) continue
-    seen.add(v)
-    // Pushed in reverse so issues come out in document order. Strings too short to be over the
-    // limit, numbers, booleans and null are never pushed: nothing to report about them.
-    if (Array.isArray(v)) {
-      for (let i = v.length - 1; i >= 0; i--) {
-        const x: unknown = v[i]
-        if (typeof x === 'object' ? x !== null : typeof x === 'string' && x.length * 3 > MAX_STRING_BYTES) stack.push({ v: x, up: top, key: i })
-      }
-      continue
-    }
-    const keys = Object.keys(v)
-    for (let i = keys.length - 1; i >= 0; i--) {
-      const k = keys[i] ?? ''
-      if (utf8Length(k) > MAX_STRING_BYTES) {
-        ctx.issue(pathOf(top), `expected property names of at most 1 MiB, got one of ${Buffer.byteLength(k, 'utf8')} bytes`)
+  scan (ctx: Ctx, root: Raw): void {
+    this.nSeen = 0
+    this.seenSet = null
+    this.push(root, -1, '')
+    while (this.nPend > 0) {
+      const n = --this.nPend
+      const v = this.pendV[n]
+      const up = this.pendUp[n] ?? -1
+      const key = this.pendKey[n] ?? ''
+      if (typeof v === 'string') {
+        if (utf8Length(v) > MAX_STRING_BYTES) ctx.issue(this.pathOf(up, key), `expected a string of at most 1 MiB, got ${Buffer.byteLength(v, 'utf8')} bytes`)
         continue
       }
-      const x: unknown = (v as Raw)[k]
-      if (typeof x === 'object' ? x !== null : typeof x === 'string' && x.length * 3 > MAX_STRING_BYTES) stack.push({ v: x, up: top, key: k })
+      if (typeof v !== 'object' || v === null) continue
+      const self = this.visit(v, up, key)
+      if (self < 0) continue
+      // Pushed in reverse so issues come out in document order. Strings too short to be over the
+      // limit, numbers, booleans and null are never pushed: nothing to report about them.
+      if (Array.isArray(v)) {
+        for (let i = v.length - 1; i >= 0; i--) {
+          const x: unknown = v[i]
+          if (typeof x === 'object' ? x !== null : typeof x === 'string' && x.length * 3 > MAX_STRING_BYTES) this.push(x, self, i)
+        }
+        continue
+      }
+      // Object.keys without its array per object: own enumerable keys, in the same order.
+      const keys = this.keys
+      let nKeys = 0
+      for (const k in v) if (Object.hasOwn(v, k)) keys[nKeys++] = k
+      for (let i = nKeys - 1; i >= 0; i--) {
+        const k = keys[i] ?? ''
+        if (utf8Length(k) > MAX_STRING_BYTES) {
+          ctx.issue(this.pathOf(up, key), `expected property names of at most 1 MiB, got one of ${Buffer.byteLength(k, 'utf8')} bytes`)
+          continue
+        }
+        const x: unknown = (v as Raw)[k]
+        if (typeof x === 'object' ? x !== null : typeof x === 'string' && x.length * 3 > MAX_STRING_BYTES) this.push(x, self, k)
+      }
     }
   }
+
+  /** Lets go of the document's values; arrays grown by a big document are dropped, small ones kept for the next. */
+  release (): void {
+    this.seenSet = null
+    clear(this.pendV)
+    clear(this.pendKey)
+    clear(this.seenV)
+    clear(this.seenKey)
+    clear(this.keys)
+  }
+
+  private push (v: unknown, up: number, key: string | number): void {
+    const n = this.nPend++
+    this.pendV[n] = v
+    this.pendUp[n] = up
+    this.pendKey[n] = key
+  }
+
+  /** Records `v` as visited and returns its index; -1 when it was visited from this root already. */
+  private visit (v: object, up: number, key: string | number): number {
+    if (this.seenSet !== null) {
+      if (this.seenSet.has(v)) return -1
+      this.seenSet.add(v)
+    } else {
+      // A scan of the few visited so far (most objects have under 20 values), a Set past those.
+      for (let i = 0; i < this.nSeen; i++) if (this.seenV[i] === v) return -1
+      if (this.nSeen >= 32) {
+        this.seenSet = new Set([v])
+        for (let i = 0; i < this.nSeen; i++) this.seenSet.add(this.seenV[i] ?? v)
+      }
+    }
+    const n = this.nSeen++
+    this.seenV[n] = v
+    this.seenUp[n] = up
+    this.seenKey[n] = key
+    return n
+  }
+
+  /** The path of the value at `key` in the visited value `up` (-1: the root itself). */
+  private pathOf (up: number, key: string | number): string {
+    if (up < 0) return ''
+    const keys: Array<string | number> = [key]
+    for (let i = up; (this.seenUp[i] ?? -1) >= 0; i = this.seenUp[i] ?? -1) keys.push(this.seenKey[i] ?? '')
+    let path = ''
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const k = keys[i] ?? ''
+      path = typeof k === 'number' ? at(path, k) : child(path, k)
+    }
+    return path
+  }
+}
+
+function clear (a: unknown[]): void {
+  if (a.length > 256) a.length = 0
+  else a.fill(undefined)
 }

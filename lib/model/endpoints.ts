@@ -1,7 +1,7 @@
 import { isIP, refusedAddress } from './ip.js'
 import { readMeta } from './metadata.js'
 import { DNS1123_LABEL_HINT, isDNS1123Label } from './names.js'
-import { type Ctx, type Raw, at, describe, field, isRecord } from './reader.js'
+import { type Ctx, type Raw, at, child, describe, field, isRecord } from './reader.js'
 import type { EndpointAddress, EndpointPort, EndpointSubset, Endpoints } from './types.js'
 
 export function parseEndpoints (ctx: Ctx, raw: Raw): Endpoints | undefined {
@@ -28,21 +28,24 @@ function readAddresses (ctx: Ctx, list: unknown[], path: string): EndpointAddres
   const out: EndpointAddress[] = []
   for (let i = 0; i < list.length; i++) {
     const a = list[i]
-    const p = at(path, i)
     if (!isRecord(a)) {
-      ctx.issue(p, `expected an object, got ${describe(a)}`)
+      ctx.issue(at(path, i), `expected an object, got ${describe(a)}`)
       continue
     }
+    // The address's path is built only where an issue needs it: this runs for every endpoint.
     const ip = field(a, 'ip')
-    const nodeName = ctx.str(a, 'nodeName', p) ?? ''
-    const podName = readPodRef(ctx, a, p)
+    const nn = field(a, 'nodeName')
+    let nodeName = ''
+    if (typeof nn === 'string') nodeName = nn
+    else if (nn !== undefined) ctx.issue(child(at(path, i), 'nodeName'), `expected a string, got ${describe(nn)}`)
+    const podName = field(a, 'targetRef') === undefined ? '' : readPodRef(ctx, a, at(path, i))
     if (typeof ip !== 'string' || !isIP(ip)) {
-      ctx.issue(`${p}.ip`, `expected an IPv4 or IPv6 address, got ${describe(ip)}`)
+      ctx.issue(`${at(path, i)}.ip`, `expected an IPv4 or IPv6 address, got ${describe(ip)}`)
       continue
     }
     const why = refusedAddress(ip, 'endpoint')
     if (why === '') out.push({ ip, nodeName, podName })
-    else ctx.issue(`${p}.ip`, why)
+    else ctx.issue(`${at(path, i)}.ip`, why)
   }
   return out
 }
@@ -63,7 +66,8 @@ export function readPodRef (ctx: Ctx, o: Raw, path: string): string {
  */
 export function readEndpointPorts (ctx: Ctx, list: unknown[], path: string, style: 'endpoints' | 'slice'): EndpointPort[] {
   const out: EndpointPort[] = []
-  const names = new Set<string>()
+  // With one port there is nothing to compare: no Set per object.
+  const names = list.length > 1 ? new Set<string>() : null
   for (let i = 0; i < list.length; i++) {
     const rp = list[i]
     const p = at(path, i)
@@ -76,10 +80,10 @@ export function readEndpointPorts (ctx: Ctx, list: unknown[], path: string, styl
       if (style === 'endpoints' && list.length > 1) ctx.issue(`${p}.name`, 'expected a port name: every port needs one when there is more than one port')
     } else if (!isDNS1123Label(name)) {
       ctx.issue(`${p}.name`, `expected a DNS-1123 label (${DNS1123_LABEL_HINT}), got ${describe(name)}`)
-    } else if (names.has(name)) {
+    } else if (names?.has(name) === true) {
       ctx.issue(`${p}.name`, `expected a unique port name, got ${describe(name)} a second time`)
     }
-    names.add(name)
+    names?.add(name)
     const protocol = ctx.protocol(rp, 'protocol', p)
     if (style === 'slice' && field(rp, 'port') === undefined) continue
     const port = ctx.port(rp, 'port', p)

@@ -1,5 +1,5 @@
 import { DNS1035_LABEL_HINT, DNS1123_LABEL_HINT, DNS1123_SUBDOMAIN_HINT, isDNS1035Label, isDNS1123Label, isDNS1123Subdomain } from './names.js'
-import { type Ctx, type Raw, describe, field, isRecord } from './reader.js'
+import { type Ctx, EMPTY_RECORD, type Raw, describe, field, isRecord } from './reader.js'
 
 export interface Meta {
   namespace: string
@@ -15,7 +15,7 @@ export interface Meta {
 export type NameRule = 'dns1035' | 'subdomain'
 
 export function readMeta (ctx: Ctx, raw: Raw, rule: NameRule): Meta {
-  const meta: Meta = { namespace: 'default', name: '', uid: '', labels: {}, annotations: {}, deleting: false }
+  const meta: Meta = { namespace: 'default', name: '', uid: '', labels: EMPTY_RECORD, annotations: EMPTY_RECORD, deleting: false }
   const m = field(raw, 'metadata')
   if (!isRecord(m)) {
     ctx.issue('metadata', `expected an object with a name, got ${describe(m)}`)

@@ -4,7 +4,7 @@
 // document; the data plane never dials one whatever the source (frontend/runtime.ts).
 
 import type { Ctx } from './reader.js'
-import type { KubeObject, Service, ServicePort } from './types.js'
+import type { EndpointAddress, EndpointSubset, KubeObject, Service, ServicePort } from './types.js'
 
 /** Which of the service's own addresses `ip:port` is for port `sp`; '' when none. */
 export function selfLoopOf (svc: Service, sp: ServicePort, ip: string, port: number, isLocal?: (ip: string) => boolean): string {
@@ -28,36 +28,47 @@ export interface Placed { obj: KubeObject, ctx: Ctx }
  * document that is otherwise valid (where they match the input's).
  */
 export function checkSelfLoops (placed: readonly Placed[]): void {
+  if (placed.length < 2) return // a loop needs a Service and its endpoints
   const services = new Map<string, Service>()
-  for (const { obj } of placed) if (obj.kind === 'Service') services.set(`${obj.namespace}/${obj.name}`, obj)
+  // Indexed loops: a for-of allocates a result per step until the code is optimized, and a load runs it once.
+  for (let n = 0; n < placed.length; n++) { const obj = (placed[n] as Placed).obj; if (obj.kind === 'Service') services.set(`${obj.namespace}/${obj.name}`, obj) }
   if (services.size === 0) return
-  for (const { obj, ctx } of placed) {
+  // Paths are built only for an issue: this walks every endpoint of the document.
+  for (let n = 0; n < placed.length; n++) {
+    const { obj, ctx } = placed[n] as Placed
     if (obj.kind === 'Endpoints') {
       const svc = services.get(`${obj.namespace}/${obj.name}`)
       if (svc === undefined) continue
-      obj.subsets.forEach((sub, i) => {
-        for (const sp of svc.ports) {
+      for (let i = 0; i < obj.subsets.length; i++) {
+        const sub = obj.subsets[i] as EndpointSubset
+        for (let s = 0; s < svc.ports.length; s++) {
+          const sp = svc.ports[s] as ServicePort
           const p = sub.ports.find((x) => x.name === sp.name && x.protocol === sp.protocol)
           if (p === undefined) continue
-          sub.addresses.forEach((a, j) => { check(ctx, svc, sp, a.ip, p.port, `subsets[${i}].addresses[${j}].ip`) })
-          sub.notReadyAddresses.forEach((a, j) => { check(ctx, svc, sp, a.ip, p.port, `subsets[${i}].notReadyAddresses[${j}].ip`) })
+          for (let j = 0; j < sub.addresses.length; j++) {
+            const ip = (sub.addresses[j] as EndpointAddress).ip
+            if (selfLoopOf(svc, sp, ip, p.port) !== '') report(ctx, svc, sp, ip, p.port, `subsets[${i}].addresses[${j}].ip`)
+          }
+          for (let j = 0; j < sub.notReadyAddresses.length; j++) {
+            const ip = (sub.notReadyAddresses[j] as EndpointAddress).ip
+            if (selfLoopOf(svc, sp, ip, p.port) !== '') report(ctx, svc, sp, ip, p.port, `subsets[${i}].notReadyAddresses[${j}].ip`)
+          }
         }
-      })
+      }
     } else if (obj.kind === 'EndpointSlice') {
       const svc = services.get(`${obj.namespace}/${obj.serviceName}`)
       if (svc === undefined || obj.addressType === 'FQDN') continue
       for (const sp of svc.ports) {
         const p = obj.ports.find((x) => x.name === sp.name && x.protocol === sp.protocol)
         if (p === undefined) continue
-        obj.endpoints.forEach((e, i) => { e.addresses.forEach((ip, j) => { check(ctx, svc, sp, ip, p.port, `endpoints[${i}].addresses[${j}]`) }) })
+        obj.endpoints.forEach((e, i) => { e.addresses.forEach((ip, j) => { if (selfLoopOf(svc, sp, ip, p.port) !== '') report(ctx, svc, sp, ip, p.port, `endpoints[${i}].addresses[${j}]`) }) })
       }
     }
   }
 }
 
-function check (ctx: Ctx, svc: Service, sp: ServicePort, ip: string, port: number, path: string): void {
+function report (ctx: Ctx, svc: Service, sp: ServicePort, ip: string, port: number, path: string): void {
   const own = selfLoopOf(svc, sp, ip, port)
-  if (own === '') return
   const host = ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`
   const name = sp.name === '' ? String(sp.port) : `"${sp.name}"`
   ctx.issue(path, `expected an endpoint other than the ${own} of Service ${svc.namespace}/${svc.name} at its port ${name}, got ${host}: connections would loop back into svcproxy`)

@@ -202,8 +202,9 @@ function allowed (ctx: Ctx, path: string, ip: string, use: AddressUse): boolean 
 
 function readPorts (ctx: Ctx, rawPorts: unknown[], type: ServiceType): ServicePort[] {
   const ports: ServicePort[] = []
-  const names = new Set<string>()
-  const pairs = new Set<string>()
+  // With one port there is nothing to compare: no Sets per service.
+  const names = rawPorts.length > 1 ? new Set<string>() : null
+  const pairs = rawPorts.length > 1 ? new Set<string>() : null
   for (let i = 0; i < rawPorts.length; i++) {
     const rp = rawPorts[i]
     const path = at('spec.ports', i)
@@ -216,14 +217,14 @@ function readPorts (ctx: Ctx, rawPorts: unknown[], type: ServiceType): ServicePo
       if (rawPorts.length > 1) ctx.issue(`${path}.name`, 'expected a port name: every port needs one when a service has more than one port')
     } else if (!isDNS1123Label(name)) {
       ctx.issue(`${path}.name`, `expected a DNS-1123 label (${DNS1123_LABEL_HINT}), got ${describe(name)}`)
-    } else if (names.has(name)) {
+    } else if (names?.has(name) === true) {
       ctx.issue(`${path}.name`, `expected a unique port name, got ${describe(name)} a second time`)
     }
-    names.add(name)
+    names?.add(name)
 
     const protocol = ctx.protocol(rp, 'protocol', path)
     const port = ctx.port(rp, 'port', path)
-    if (port !== undefined && protocol !== undefined) {
+    if (pairs !== null && port !== undefined && protocol !== undefined) {
       const pair = `${port}/${protocol}`
       if (pairs.has(pair)) ctx.issue(path, `expected each port/protocol pair once, got ${pair} a second time`)
       pairs.add(pair)

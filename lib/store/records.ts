@@ -69,10 +69,18 @@ export function decodeRecord (key: string, text: string): KubeObject {
     throw new ValidationError([{ file: `redis:${key}`, object: '', path: '', message: `invalid JSON: ${(err as Error).message}` }])
   }
   const obj = parseObjects([raw], `redis:${key}`).objects[0]
-  if (obj === undefined || objectKey(obj) !== key) {
+  if (obj === undefined || !isKeyOf(key, obj)) {
     throw new ValidationError([{ file: `redis:${key}`, object: '', path: '', message: `expected the object ${key}, found ${obj === undefined ? 'an object of another kind' : objectKey(obj)}` }])
   }
   return obj
+}
+
+/** `key === objectKey(o)` without building the key: every record of a list is checked. */
+function isKeyOf (key: string, o: KubeObject): boolean {
+  const { kind, namespace: ns, name } = o
+  const at = kind.length + ns.length + 2
+  return key.length === at + name.length && key.startsWith(kind) && key.charCodeAt(kind.length) === 47 &&
+    key.startsWith(ns, kind.length + 1) && key.charCodeAt(at - 1) === 47 && key.endsWith(name)
 }
 
 /**

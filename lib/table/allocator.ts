@@ -36,7 +36,7 @@ export class Allocator {
   /** Records what a stored service holds. */
   reserve (key: string, s: Service): void {
     if (isIP(s.clusterIP) !== 0) this.clusterIPs.set(s.clusterIP, key)
-    for (const p of s.ports) if (p.nodePort !== 0) this.nodePorts.set(p.nodePort, key)
+    for (let i = 0; i < s.ports.length; i++) { const p = s.ports[i] as ServicePort; if (p.nodePort !== 0) this.nodePorts.set(p.nodePort, key) }
     if (s.healthCheckNodePort !== 0) this.nodePorts.set(s.healthCheckNodePort, key)
   }
 
@@ -130,7 +130,8 @@ export class AllocationBatch {
 
     const wantsNodePort = svc.type === 'NodePort' || (svc.type === 'LoadBalancer' && svc.allocateLoadBalancerNodePorts)
     // One service may use a number once per protocol (53/TCP and 53/UDP may share it).
-    const ownPorts = new Set<string>()
+    // Created at the first node port: most services have none, and a Set each would be waste.
+    let ownPorts: Set<string> | undefined
     svc.ports.forEach((p, idx) => {
       if (p.nodePort === 0 && wantsNodePort) {
         const old = prev?.ports.find((q) => q.name === p.name && q.protocol === p.protocol)
@@ -149,10 +150,10 @@ export class AllocationBatch {
         const owner = this.portOwner(p.nodePort)
         if (owner !== undefined && owner !== key) {
           issues.push({ file, object: objectRef(svc), path: `spec.ports[${idx}].nodePort`, message: `expected an unused node port; ${p.nodePort} is already allocated to Service ${owner}` })
-        } else if (ownPorts.has(own)) {
+        } else if (ownPorts?.has(own) === true) {
           issues.push({ file, object: objectRef(svc), path: `spec.ports[${idx}].nodePort`, message: `expected each node port once per protocol, got ${own} a second time` })
         } else {
-          ownPorts.add(own)
+          (ownPorts ??= new Set()).add(own)
           this.portTaken.set(p.nodePort, key)
         }
       } else if (wantsNodePort) this.pendingPorts.push({ svc, key, idx })
@@ -163,7 +164,7 @@ export class AllocationBatch {
       const owner = this.portOwner(hc)
       if (hc < range.min || hc > range.max) {
         issues.push({ file, object: objectRef(svc), path: 'spec.healthCheckNodePort', message: `expected a port in the node port range ${range.min}-${range.max}, got ${hc}` })
-      } else if ((owner !== undefined && owner !== key) || ownPorts.has(`TCP/${hc}`)) {
+      } else if ((owner !== undefined && owner !== key) || ownPorts?.has(`TCP/${hc}`) === true) {
         issues.push({ file, object: objectRef(svc), path: 'spec.healthCheckNodePort', message: `expected an unused node port; ${hc} is already allocated to Service ${owner ?? key}` })
       } else this.portTaken.set(hc, key)
     }

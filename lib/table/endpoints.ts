@@ -1,4 +1,4 @@
-import type { Endpoints, EndpointSlice, Pod, Service, ServicePort } from '../model/types.js'
+import type { EndpointAddress, EndpointPort, Endpoints, EndpointSlice, EndpointSubset, Pod, Service, ServicePort } from '../model/types.js'
 import { ipv4ToInt } from '../model/ip.js'
 
 /**
@@ -60,37 +60,33 @@ export interface EndpointSets {
 export type ExcludedEndpoint = (ip: string, port: number, nodeName: string, podName: string, why: string) => void
 
 export function computeEndpointSets (svc: Service, sp: ServicePort, src: EndpointSources, excluded?: ExcludedEndpoint): EndpointSets {
-  const ready: Endpoint[] = []
-  const fallback: Endpoint[] = []
-  const seen = new Set<string>()
-  const add = (list: Endpoint[], ip: string, port: number, nodeName: string, podName: string, isReady: boolean): void => {
-    const b: Endpoint = { key: endpointKey(ip, port), ip, port, nodeName, podName, ready: isReady }
-    if (seen.has(b.key)) return
-    seen.add(b.key)
-    list.push(b)
-  }
+  const sets = new Collected()
+  const ready = sets.ready
+  const fallback = sets.fallback
 
   if (src.slices.length > 0) {
     for (const slice of src.slices) {
       if (slice.addressType === 'FQDN') continue
-      const p = slice.ports.find((x) => x.name === sp.name && x.protocol === sp.protocol)
+      const p = portFor(slice.ports, sp)
       if (p === undefined) continue
       for (const ep of slice.endpoints) {
         const ip = ep.addresses[0]
         if (ip === undefined) continue
         const c = ep.conditions
-        if (c.ready || svc.publishNotReadyAddresses) add(ready, ip, p.port, ep.nodeName, ep.podName, true)
-        else if (c.serving && c.terminating) add(fallback, ip, p.port, ep.nodeName, ep.podName, false)
+        if (c.ready || svc.publishNotReadyAddresses) sets.add(ready, ip, p.port, ep.nodeName, ep.podName, true)
+        else if (c.serving && c.terminating) sets.add(fallback, ip, p.port, ep.nodeName, ep.podName, false)
         else excluded?.(ip, p.port, ep.nodeName, ep.podName, c.terminating ? 'terminating and not serving' : `not ready (EndpointSlice ${slice.name}: conditions.ready false)`)
       }
     }
   } else if (src.endpoints !== undefined) {
-    for (const subset of src.endpoints.subsets) {
-      const p = subset.ports.find((x) => x.name === sp.name && x.protocol === sp.protocol)
+    // Indexed loops: a for-of allocates a result per step until the code is optimized.
+    for (let s = 0; s < src.endpoints.subsets.length; s++) {
+      const subset = src.endpoints.subsets[s] as EndpointSubset
+      const p = portFor(subset.ports, sp)
       if (p === undefined) continue
-      for (const a of subset.addresses) add(ready, a.ip, p.port, a.nodeName, a.podName, true)
+      for (let i = 0; i < subset.addresses.length; i++) { const a = subset.addresses[i] as EndpointAddress; sets.add(ready, a.ip, p.port, a.nodeName, a.podName, true) }
       if (svc.publishNotReadyAddresses) {
-        for (const a of subset.notReadyAddresses) add(ready, a.ip, p.port, a.nodeName, a.podName, true)
+        for (let i = 0; i < subset.notReadyAddresses.length; i++) { const a = subset.notReadyAddresses[i] as EndpointAddress; sets.add(ready, a.ip, p.port, a.nodeName, a.podName, true) }
       } else if (excluded !== undefined) {
         for (const a of subset.notReadyAddresses) excluded(a.ip, p.port, a.nodeName, a.podName, 'not ready (Endpoints notReadyAddresses)')
       }
@@ -111,9 +107,9 @@ export function computeEndpointSets (svc: Service, sp: ServicePort, src: Endpoin
       // As the EndpointSlice controller: publishNotReadyAddresses makes every pod with an IP
       // ready, terminating ones included.
       if (svc.publishNotReadyAddresses || (!pod.terminating && running && pod.ready)) {
-        add(ready, pod.podIP, port, pod.nodeName, pod.name, true)
+        sets.add(ready, pod.podIP, port, pod.nodeName, pod.name, true)
       } else if (pod.terminating && running && pod.ready) {
-        add(fallback, pod.podIP, port, pod.nodeName, pod.name, false)
+        sets.add(fallback, pod.podIP, port, pod.nodeName, pod.name, false)
       } else {
         excluded?.(pod.podIP, port, pod.nodeName, pod.name, running ? `not ready (pod ${pod.name})` : `not ready (pod ${pod.name} phase ${pod.phase})`)
       }
@@ -124,6 +120,47 @@ export function computeEndpointSets (svc: Service, sp: ServicePort, src: Endpoin
   return { ready, servingTerminating: fallback }
 }
 
+/** The port of an Endpoints subset or a slice that serves `sp` (a loop, not a closure per call). */
+function portFor (ports: readonly EndpointPort[], sp: ServicePort): EndpointPort | undefined {
+  for (let i = 0; i < ports.length; i++) { const x = ports[i] as EndpointPort; if (x.name === sp.name && x.protocol === sp.protocol) return x }
+  return undefined
+}
+
+/**
+ * The two lists being built, each address once. While few, an address is looked up by ip and port
+ * (what its key is made of) in the lists themselves; past those, by key in a Set.
+ */
+class Collected {
+  readonly ready: Endpoint[] = []
+  readonly fallback: Endpoint[] = []
+  private seen: Set<string> | null = null
+
+  add (list: Endpoint[], ip: string, port: number, nodeName: string, podName: string, isReady: boolean): void {
+    const key = this.firstTime(ip, port)
+    if (key !== '') list.push({ key, ip, port, nodeName, podName, ready: isReady })
+  }
+
+  /** The key of ip:port when it is in neither list yet; '' when it is. */
+  private firstTime (ip: string, port: number): string {
+    if (this.seen !== null) {
+      const key = endpointKey(ip, port)
+      if (this.seen.has(key)) return ''
+      this.seen.add(key)
+      return key
+    }
+    const { ready, fallback } = this
+    for (let i = 0; i < ready.length; i++) { const e = ready[i] as Endpoint; if (e.port === port && e.ip === ip) return '' }
+    for (let i = 0; i < fallback.length; i++) { const e = fallback[i] as Endpoint; if (e.port === port && e.ip === ip) return '' }
+    const key = endpointKey(ip, port)
+    if (ready.length + fallback.length >= 16) {
+      this.seen = new Set([key])
+      for (const e of ready) this.seen.add(e.key)
+      for (const e of fallback) this.seen.add(e.key)
+    }
+    return key
+  }
+}
+
 /**
  * Sorts in place. An IPv4 list already in order (as most stores write them) costs one pass that
  * parses each address once; any other list is sorted with compareBackends.
@@ -131,7 +168,8 @@ export function computeEndpointSets (svc: Service, sp: ServicePort, src: Endpoin
 function sortBackends (list: Endpoint[]): void {
   let prev = -1
   let prevPort = 0
-  for (const e of list) {
+  for (let i = 0; i < list.length; i++) {
+    const e = list[i] as Endpoint
     const v = e.ip.includes(':') ? -1 : ipv4ToInt(e.ip)
     if (v < prev || v < 0 || (v === prev && e.port < prevPort)) { list.sort(compareBackends); return }
     prev = v

@@ -31,6 +31,9 @@ export interface TableOptions {
   allocator?: Allocator
 }
 
+/** Objects per pause point of a write (runInSlices checks the clock at each). */
+const STEP = 16
+
 const svcKeyOf = (namespace: string, name: string): string => `${namespace}/${name}`
 
 export function servicePortId (svc: Service, p: ServicePort): string {
@@ -159,11 +162,17 @@ export class Table {
     // (the proxy serializes writes). The objects and indexes change step by step; the states
     // are computed aside and published, with the revision, in one step at the end.
     const affected = new Set<string>()
-    for (const ref of deletes) { this.removeOne(ref, affected); yield }
-    for (const o of prepared) { this.putOne(o, affected); yield }
-    const next = new Map<string, ServicePortState[] | null>()
-    for (const key of affected) { next.set(key, this.compute(key)); yield }
-    for (const [key, states] of next) {
+    // Indexed loops (a for-of allocates a result per step until optimized), and a pause point every
+    // STEP objects, not every object: a step of 16 is still ~0.1 ms against the slice's 4.
+    for (let i = 0; i < deletes.length; i++) { this.removeOne(deletes[i] as ObjectRef, affected); if (i % STEP === 0) yield }
+    for (let i = 0; i < prepared.length; i++) { this.putOne(prepared[i] as KubeObject, affected); if (i % STEP === 0) yield }
+    // Two arrays, not a Map: the keys are affected's, each once.
+    const keys: string[] = []
+    const next: Array<ServicePortState[] | null> = []
+    for (const key of affected) { keys.push(key); next.push(this.compute(key)); if (keys.length % STEP === 0) yield }
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i] as string
+      const states = next[i] ?? null
       if (states === null) this.states.delete(key)
       else this.states.set(key, states)
     }
@@ -173,27 +182,30 @@ export class Table {
 
   private * preparing (upserts: KubeObject[], deletes: ObjectRef[], file: string): Steps<KubeObject[]> {
     const issues: ValidationIssue[] = []
-    const batchKeys = new Set<string>()
+    // Keys seen in this batch, per kind: `namespace/name` serves as the service's key below too.
+    const batchKeys = new Map<string, Set<string>>()
     // The current allocations of services this batch replaces or deletes are theirs to keep or free.
     const replaced = new Set<string>(deletes.filter((d) => d.kind === 'Service').map((d) => svcKeyOf(d.namespace, d.name)))
-    for (const o of upserts) if (o.kind === 'Service') replaced.add(svcKeyOf(o.namespace, o.name))
+    for (let i = 0; i < upserts.length; i++) { const o = upserts[i] as KubeObject; if (o.kind === 'Service') replaced.add(svcKeyOf(o.namespace, o.name)) }
     const allocations = new AllocationBatch(this.allocator, replaced, file, issues)
 
     const out: KubeObject[] = []
-    for (const o of upserts) {
-      const dup = `${o.kind}/${o.namespace}/${o.name}`
-      if (batchKeys.has(dup)) {
+    for (let i = 0; i < upserts.length; i++) {
+      const o = upserts[i] as KubeObject
+      const key = svcKeyOf(o.namespace, o.name)
+      let ofKind = batchKeys.get(o.kind)
+      if (ofKind === undefined) batchKeys.set(o.kind, (ofKind = new Set()))
+      if (ofKind.has(key)) {
         issues.push({ file, object: objectRef(o), path: '', message: 'appears more than once in this batch' })
         continue
       }
-      batchKeys.add(dup)
+      ofKind.add(key)
       if (o.kind !== 'Service') { out.push(o); continue }
-      const key = svcKeyOf(o.namespace, o.name)
       // A copy: allocation fills in clusterIP and nodePorts, and the caller's object stays as given.
       const svc: Service = { ...o, ports: o.ports.map((p) => ({ ...p })) }
       allocations.claim(svc, key, this.services.get(key))
       out.push(svc)
-      yield
+      if (i % STEP === 0) yield
     }
     allocations.allocatePending()
     if (issues.length > 0) throw new ValidationError(issues)
@@ -319,7 +331,8 @@ export class Table {
     if (svc === undefined) return null
     const src = this.sourcesOf(svc)
     const states: ServicePortState[] = []
-    for (const p of svc.ports) {
+    for (let i = 0; i < svc.ports.length; i++) {
+      const p = svc.ports[i] as ServicePort
       const { ready, servingTerminating } = computeEndpointSets(svc, p, src)
       states.push({ id: servicePortId(svc, p), service: svc, port: p, endpoints: ready.length > 0 ? ready : servingTerminating, servingTerminating })
     }
