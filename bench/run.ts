@@ -5,7 +5,7 @@
 // One table on stdout; the same figures as JSON in bench/results/.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, release } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -112,7 +112,21 @@ const QUICK: Params = { keepAliveRequests: 2_000, keepAliveConnections: 50, clos
 
 function machine (): Record<string, unknown> {
   const c = cpus()
-  return { cpu: c[0]?.model ?? 'unknown', cores: c.length, node: process.version, platform: `${process.platform} ${release()}`, loadavg: loadavg().map((x) => Math.round(x * 100) / 100) }
+  return { cpu: c[0]?.model ?? 'unknown', cores: c.length, node: process.version, platform: `${process.platform} ${release()}`, kernelEntry: kernelEntry(), loadavg: loadavg().map((x) => Math.round(x * 100) / 100) }
+}
+
+/**
+ * Whether a system call flushes the TLB here: page-table isolation (the meltdown mitigation)
+ * without PCID. Where it does, user-space time per unit is 3-5× higher for every proxy, and
+ * Node's larger user share moves its ratios to nginx (docs/performance.md, "This machine:
+ * kernel entries are dear"): runs on such machines compare only with each other.
+ */
+function kernelEntry (): string {
+  const read = (f: string): string => { try { return readFileSync(f, 'utf8') } catch { return '' } }
+  const pti = read('/sys/devices/system/cpu/vulnerabilities/meltdown').includes('PTI')
+  const pcid = (/^flags\s*:(.*)$/m.exec(read('/proc/cpuinfo'))?.[1] ?? '').split(' ').includes('pcid')
+  if (process.platform !== 'linux') return 'unknown'
+  return pti ? (pcid ? 'PTI with PCID' : 'PTI without PCID: each system call flushes the TLB') : 'no PTI'
 }
 
 async function runWorkload (w: Workload, ep: Endpoint, p: Params, warm: boolean): Promise<Measured> {
@@ -382,7 +396,7 @@ async function main (): Promise<void> {
   const res = await runBench({ quick, affinity: values.affinity === true, only, log, profileDir, nodeArgs: values['node-arg'] ?? [] })
   const m = res.machine
   const text = table(res.rows, res.params)
-  process.stdout.write(`svcproxy bench (${quick ? 'quick' : 'full'}${values.affinity === true ? ', sessionAffinity ClientIP' : ''}) — ${String(m.cpu)}, ${String(m.cores)} cores, node ${String(m.node)}, ${String(m.platform)}, loadavg ${(m.loadavg as number[]).join(' ')} before the run, ${res.seconds.toFixed(0)} s\n\n${text}\n`)
+  process.stdout.write(`svcproxy bench (${quick ? 'quick' : 'full'}${values.affinity === true ? ', sessionAffinity ClientIP' : ''}) — ${String(m.cpu)}, ${String(m.cores)} cores, node ${String(m.node)}, ${String(m.platform)} (${String(m.kernelEntry)}), loadavg ${(m.loadavg as number[]).join(' ')} before the run, ${res.seconds.toFixed(0)} s\n\n${text}\n`)
 
   // The full run ends with the balancing algorithms' figures (bench/balancers.ts, issue 14.4).
   let balancers: BalancerFigures | null = null
