@@ -28,7 +28,7 @@ async function noDelayOf (fds: number[]): Promise<number[]> {
     '    s.detach()\n'
   const py = spawn('python3', ['-c', script, String(fds.length)], { stdio: ['ignore', 'pipe', 'inherit', ...fds] })
   let out = ''
-  py.stdout.on('data', (c: Buffer) => { out += c.toString() })
+  py.stdout?.on('data', (c: Buffer) => { out += c.toString() })
   const [code] = await once(py, 'exit') as [number | null]
   if (code !== 0) throw new Error(`python3 exited with ${String(code)} (it is needed here: Debian's python3)`)
   return out.trim().split('\n').map(Number)
