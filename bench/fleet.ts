@@ -17,12 +17,12 @@
 import { type ChildProcess, fork, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { pino } from 'pino'
 import { RedisStore, type RedisSource, type ServiceProxy, watchRedis } from '../lib/index.js'
+import { freePortOn } from './external.js'
 
 const wall = (): number => performance.timeOrigin + performance.now()
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -121,14 +121,6 @@ async function worker (): Promise<void> {
 
 interface FleetOptions { storm: boolean, ns: number[], services: number, endpoints: number, largeN: number, largeServices: number, idleS: number, changes: number, rate: number, workers: number, syncPeriodMs: number }
 
-async function freePort (): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const a = s.address()
-  await new Promise((resolve) => s.close(resolve))
-  return a !== null && typeof a === 'object' ? a.port : 0
-}
-
 class Redis {
   proc: ChildProcess | null = null
   readonly dir = mkdtempSync(join(tmpdir(), 'svcproxy-fleet-'))
@@ -154,6 +146,19 @@ class Redis {
     if (pid === undefined) return 0
     const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
     return (Number(f[11]) + Number(f[12])) / 100 // CLK_TCK is 100 on Linux
+  }
+
+  /** Samples redis-server's CPU every 500 ms until `stop()`, which returns the highest share of a core seen. */
+  peakCpu (): { stop: () => number } {
+    const pk = { cpu: 0, last: this.cpu(), at: wall() }
+    const timer = setInterval(() => {
+      const c = this.cpu()
+      const t = wall()
+      pk.cpu = Math.max(pk.cpu, (c - pk.last) / ((t - pk.at) / 1000))
+      pk.last = c
+      pk.at = t
+    }, 500)
+    return { stop: () => { clearInterval(timer); return pk.cpu } }
   }
 
   async shutdown (store: RedisStore): Promise<void> {
@@ -329,14 +334,7 @@ async function runN (redis: Redis, store: RedisStore, o: FleetOptions, n: number
   const down = wall()
   await sleep(1000)
   await redis.start()
-  const peak = { cpu: 0, last: redis.cpu(), at: wall() }
-  const sampler = setInterval(() => {
-    const c = redis.cpu()
-    const t = wall()
-    peak.cpu = Math.max(peak.cpu, (c - peak.last) / ((t - peak.at) / 1000))
-    peak.last = c
-    peak.at = t
-  }, 500)
+  const peak = redis.peakCpu()
   const backP = w.collect('back')
   w.send({ type: 'back', rev: revNow.rev })
   const back = await backP
@@ -350,7 +348,7 @@ async function runN (redis: Redis, store: RedisStore, o: FleetOptions, n: number
   starts.set(res.revision, startAfter)
   while (after.length < n && wall() < startAfter + 30_000) await sleep(20)
   off2()
-  clearInterval(sampler)
+  const restartPeakCpu = peak.stop()
   let storm = { backS: Number.NaN, peakCpu: Number.NaN, slowMax: Number.NaN, relists: 0 }
   if (o.storm) {
     // Restarted without its data (no AOF): every follower keeps serving (the guard), then the
@@ -364,14 +362,7 @@ async function runN (redis: Redis, store: RedisStore, o: FleetOptions, n: number
     const down2 = wall()
     await redis.start()
     await store.client.call('SLOWLOG', ['RESET']).catch(async () => { await sleep(500); await store.client.call('SLOWLOG', ['RESET']) })
-    const pk = { cpu: 0, last: redis.cpu(), at: wall() }
-    const smp = setInterval(() => {
-      const c = redis.cpu()
-      const t = wall()
-      pk.cpu = Math.max(pk.cpu, (c - pk.last) / ((t - pk.at) / 1000))
-      pk.last = c
-      pk.at = t
-    }, 500)
+    const pk = redis.peakCpu()
     const objs: unknown[] = []
     for (let i = 0; i < services; i++) objs.push(svc(`s${i}`), eps(i, o.endpoints, 0))
     const re = await store.apply(objs, 'fleet')
@@ -379,10 +370,10 @@ async function runN (redis: Redis, store: RedisStore, o: FleetOptions, n: number
     const bp = w.collect('back')
     w.send({ type: 'back', rev: re.revision })
     const b2 = await bp
-    clearInterval(smp)
+    const stormPeakCpu = pk.stop()
     const sl = await slowlog(store)
     const lp2 = w.collect('stats'); w.send({ type: 'stats' })
-    storm = { backS: (Math.max(...b2.map((m) => Number(m.at))) - down2) / 1000, peakCpu: pk.cpu, slowMax: sl.maxMs, relists: (await lp2).reduce((sum, m) => sum + Number(m.lists), 0) - listsThen }
+    storm = { backS: (Math.max(...b2.map((m) => Number(m.at))) - down2) / 1000, peakCpu: stormPeakCpu, slowMax: sl.maxMs, relists: (await lp2).reduce((sum, m) => sum + Number(m.lists), 0) - listsThen }
   }
   const statsP = w.collect('stats'); w.send({ type: 'stats' })
   const st = await statsP
@@ -391,7 +382,7 @@ async function runN (redis: Redis, store: RedisStore, o: FleetOptions, n: number
     n, followed: `${services}×${o.endpoints}`, listS, rssMiB, idleCpu, idleCmds, changeCpu,
     p50: pct(sorted, 50), p99: pct(sorted, 99), probeP50: pct(probeLat, 50), probeP99: pct(probeLat, 99), probes, workerCpu, max: sorted[sorted.length - 1] ?? Number.NaN, changes,
     slowCount: slow.count, slowMax: slow.maxMs, slowWorst: slow.worst,
-    restartBackS, restartPeakCpu: peak.cpu, afterRestartP99: pct(after, 99),
+    restartBackS, restartPeakCpu, afterRestartP99: pct(after, 99),
     minServed: Math.min(...st.map((m) => Number(m.minServed))),
     relistsOnRestart: st.reduce((s, m) => s + Number(m.lists), 0) - listsBefore - storm.relists,
     storm,
@@ -416,7 +407,7 @@ async function main (): Promise<void> {
     largeServices: Number(arg('--large-store', '1000x10').split('x')[0]),
   }
   process.stdout.write(`svcproxy fleet bench: ${cpus().length} cores, node ${process.version}, store ${o.services} services × ${o.endpoints} endpoints, sync period ${o.syncPeriodMs / 1000} s, ${o.rate} changes/s\n`)
-  const redis = new Redis(await freePort())
+  const redis = new Redis(await freePortOn('127.0.0.1'))
   await redis.start()
   const store = new RedisStore({ url: redis.url })
   try {

@@ -14,6 +14,7 @@ import { type Server, connect, createServer } from 'node:net'
 import { cpus } from 'node:os'
 import { pathToFileURL } from 'node:url'
 import { type ServiceProxy, RedisStore, type RedisSource, createProxy, watchRedis } from '../lib/index.js'
+import { freePortOn } from './external.js'
 
 export interface BenchOptions {
   /** Endpoint changes per convergence run (200). */
@@ -37,16 +38,8 @@ function pct (xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? Number.NaN
 }
 
-async function freePort (): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const a = s.address()
-  await new Promise((resolve) => s.close(resolve))
-  return a !== null && typeof a === 'object' ? a.port : 0
-}
-
 async function startRedisServer (): Promise<{ url: string, stop: () => void }> {
-  const port = await freePort()
+  const port = await freePortOn('127.0.0.1')
   const p: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
   await new Promise<void>((resolve, reject) => {

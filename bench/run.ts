@@ -122,10 +122,10 @@ function machine (): Record<string, unknown> {
  * kernel entries are dear"): runs on such machines compare only with each other.
  */
 function kernelEntry (): string {
+  if (process.platform !== 'linux') return 'unknown'
   const read = (f: string): string => { try { return readFileSync(f, 'utf8') } catch { return '' } }
   const pti = read('/sys/devices/system/cpu/vulnerabilities/meltdown').includes('PTI')
   const pcid = (/^flags\s*:(.*)$/m.exec(read('/proc/cpuinfo'))?.[1] ?? '').split(' ').includes('pcid')
-  if (process.platform !== 'linux') return 'unknown'
   return pti ? (pcid ? 'PTI with PCID' : 'PTI without PCID: each system call flushes the TLB') : 'no PTI'
 }
 
